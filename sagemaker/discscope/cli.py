@@ -1,0 +1,167 @@
+"""The `discscope` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import DiscScopeError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BASELINE_MODEL = REPO_ROOT / "models" / "baseline"
+
+
+def default_model() -> Path:
+    return Path(os.environ.get("DISCSCOPE_MODEL", BASELINE_MODEL))
+
+
+def cmd_phantom(args) -> int:
+    from .phantom import generate_dataset
+    from .progress import Progress
+
+    progress = Progress("phantoms", args.n)
+    generate_dataset(args.out, args.n, seed=args.seed, herniation_rate=args.herniation_rate,
+                     progress=lambda i, n: progress.update(i))
+    progress.close()
+    print(f"wrote {args.n} phantom cases to {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .artifact import pack
+    from .evaluate import plot_training_curves
+    from .train import TrainConfig, train
+
+    config = TrainConfig(seed=args.seed, seg_iters=args.seg_iters, cls_iters=args.cls_iters,
+                         init_weights=args.init, version=args.version)
+    out = Path(args.out)
+    to_tar = out.name.endswith(".tar.gz")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) if to_tar else out
+        metadata = train(args.data, model_dir, config)
+        curves = (out.parent if to_tar else out) / ("training_curves.png" if not to_tar else out.name.replace(".tar.gz", "_curves.png"))
+        plot_training_curves(metadata["history"], curves)
+        if to_tar:
+            pack(model_dir, out)
+    print(f"model {metadata['version']} -> {out}; training curves -> {curves}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.model, args.data, args.out)
+    summary = {k: v for k, v in result.items() if k != "per_case"}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        print(f"metrics and plots in {args.out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .io import read_study, write_mask
+    from .predictor import Predictor
+
+    volume = read_study(args.file)
+    predictor = Predictor(args.model, args.device)
+    pred = predictor.predict(volume)
+    if args.mask_out:
+        write_mask(volume, pred.labels, args.mask_out)
+    if args.json:
+        body = predictor.result(volume, pred)
+        for key in ("preview_png", "mask_png", "overlay_png", "mask_mha"):
+            body.pop(key)
+        print(json.dumps(body, indent=1))
+    else:
+        print(f"{Path(args.file).name}: {len(pred.discs)} discs on slice {pred.key_slice} (model {predictor.version}, "
+              f"{pred.timings_ms['total']:.0f} ms)")
+        for d in pred.discs:
+            print(f"  {d.level:<7} p(LDH)={d.probability:.3f} {'HERNIATED' if d.herniated else '-':<9} box={list(d.box)}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .server import EndpointServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = EndpointServer(args.model, args.host, args.port, args.device)
+    print(f"serving model {server.model_host.predictor.version} on {server.url} (/ping, /invocations)", flush=True)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_pack(args) -> int:
+    from .artifact import pack
+
+    print(pack(args.model_dir, args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="discscope", description="Lumbar disc detection and herniation scoring on MRI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantom", help="generate synthetic lumbar MRI cases")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--herniation-rate", type=float, default=0.3)
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("train", help="train the U-Net and the herniation classifier")
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders (phantom or real)")
+    p.add_argument("--out", required=True, help="a folder, or a path ending in .tar.gz for a SageMaker artifact")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seg-iters", type=int, default=1000)
+    p.add_argument("--cls-iters", type=int, default=900)
+    p.add_argument("--init", help="start from this model (folder or model.tar.gz)")
+    p.add_argument("--version", help="model version string (default: data hash + seed)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model on dataset folders")
+    p.add_argument("--model", default=str(default_model()))
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--out", help="folder for metrics.json and plots")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="analyse one study in-process")
+    p.add_argument("file")
+    p.add_argument("--model", default=str(default_model()))
+    p.add_argument("--mask-out", help="write the disc mask (level convention) on the input grid")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="run the inference endpoint server")
+    p.add_argument("--model", default=str(default_model()))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("pack", help="pack a model folder as a SageMaker model.tar.gz")
+    p.add_argument("model_dir")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_pack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DiscScopeError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

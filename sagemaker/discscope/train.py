@@ -1,0 +1,347 @@
+"""Training both networks on any mix of dataset folders; writes a model folder with metadata."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__, detection, metrics
+from .artifact import files_hash, save_model_dir
+from .dataset import Case, find_cases, load_case
+from .levels import MASK_LEVELS
+from .models import HerniationNet, UNet2D, pick_device
+from .preprocess import Grid, normalize, resize_stack
+from .progress import Progress
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    seg_iters: int = 1000
+    cls_iters: int = 900
+    seg_batch: int = 12
+    cls_batch: int = 48
+    patch: int = 128
+    unet_base: int = 12
+    cls_width: int = 16
+    lr: float = 2e-3
+    val_fraction: float = 0.15
+    eval_every: int = 100
+    patience: int = 4  # evaluations without improvement before stopping
+    init_weights: str | None = None  # start from an existing model folder/tar (fine-tuning)
+    version: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SegSlice:
+    image: np.ndarray  # float16 model-grid slice
+    mask: np.ndarray  # uint8 binary
+
+
+@dataclass
+class DiscSample:
+    stack: np.ndarray  # float16 (3 slices around key) on the input grid, full slice
+    box: tuple[int, int, int, int]
+    label: int
+    slice_mm: float
+
+
+def _split(cases: list[Case], fraction: float, rng: np.random.Generator) -> tuple[list[Case], list[Case]]:
+    """Per source folder, hold out a fraction (at least one case where a folder has three or more)."""
+    train, val = [], []
+    for source in sorted({c.source for c in cases}):
+        group = [c for c in cases if c.source == source]
+        order = rng.permutation(len(group))
+        n_val = max(1, int(round(len(group) * fraction))) if len(group) >= 3 else 0
+        val += [group[i] for i in order[:n_val]]
+        train += [group[i] for i in order[n_val:]]
+    return train, val
+
+
+def _prepare(cases: list[Case], progress: Progress | None) -> tuple[dict[int, list[SegSlice]], list[DiscSample], dict[int, list[DiscSample]]]:
+    seg: dict[int, list[SegSlice]] = {}
+    discs_by_source: dict[int, list[DiscSample]] = {}
+    all_discs: list[DiscSample] = []
+    for i, case in enumerate(cases):
+        volume, mask, labels = load_case(case)
+        norm = normalize(volume.array)
+        grid = Grid.for_slices(volume.shape[1:], volume.spacing[1], volume.spacing[2])
+        img = grid.to_model(norm).astype(np.float16)
+        h, w = grid.model_shape
+        ph, pw = grid.padded_shape
+        m = resize_stack((mask > 0).astype(np.uint8), h, w, cv2.INTER_NEAREST)
+        m = np.pad(m, ((0, 0), (0, ph - h), (0, pw - w)))
+        has = m.reshape(len(m), -1).any(axis=1)
+        for s in range(len(img)):
+            # every slice with disc, and the disc-free ones too (fewer): the net must learn "no disc"
+            if has[s] or s % 3 == 0:
+                seg.setdefault(case.source, []).append(SegSlice(img[s], m[s]))
+        k = detection.key_slice(mask)
+        off = detection.neighbour_offset(volume.spacing[0])
+        idx = [min(max(k + d, 0), len(norm) - 1) for d in (-off, 0, off)]
+        for value, (box, _area) in detection.boxes_on_slice(mask, k).items():
+            level = MASK_LEVELS[value]
+            if level not in labels:
+                continue
+            sample = DiscSample(norm[idx].astype(np.float16), box, int(labels[level]), volume.spacing[0])
+            discs_by_source.setdefault(case.source, []).append(sample)
+            all_discs.append(sample)
+        if progress:
+            progress.update(i + 1)
+    return seg, all_discs, discs_by_source
+
+
+def _augment_slice(img: np.ndarray, mask: np.ndarray, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random rotation/scale/shift into a patch centred near a disc most of the time, plus intensity."""
+    h, w = img.shape
+    if mask.any() and rng.random() < 0.8:
+        ys, xs = np.nonzero(mask)
+        j = rng.integers(len(ys))
+        cy, cx = ys[j] + rng.normal(0, 20), xs[j] + rng.normal(0, 20)
+    else:
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    angle = rng.uniform(-15, 15)
+    scale = rng.uniform(0.8, 1.25)
+    m = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, scale)
+    m[:, 2] += (patch / 2 - cx, patch / 2 - cy)
+    out = cv2.warpAffine(img.astype(np.float32), m, (patch, patch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    out_m = cv2.warpAffine(mask, m, (patch, patch), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    return _augment_intensity(out, rng), out_m
+
+
+def _augment_intensity(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = np.clip(x, 0, None) ** rng.uniform(0.7, 1.4)
+    x = x * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+    if rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.0))
+    x = x + rng.normal(0, rng.uniform(0, 0.05), x.shape).astype(np.float32)
+    return x.astype(np.float32)
+
+
+def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(1, 2, 3))
+    denom = p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+    return (1 - (2 * inter + 1) / (denom + 1)).mean()
+
+
+def _sample_source(sources: list[int], rng: np.random.Generator) -> int:
+    return sources[rng.integers(len(sources))]
+
+
+def _seg_val_dice(unet: UNet2D, val: list[SegSlice], device: torch.device) -> float:
+    unet.eval()
+    inter = total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(val), 16):
+            batch = val[start : start + 16]
+            shape = tuple(max(s.image.shape[d] for s in batch) for d in (0, 1))
+            x = np.zeros((len(batch), 1, *shape), np.float32)
+            y = np.zeros((len(batch), *shape), bool)
+            for i, s in enumerate(batch):
+                x[i, 0, : s.image.shape[0], : s.image.shape[1]] = s.image
+                y[i, : s.mask.shape[0], : s.mask.shape[1]] = s.mask > 0
+            p = torch.sigmoid(unet(torch.from_numpy(x).to(device)))[:, 0].cpu().numpy() > 0.5
+            inter += (p & y).sum()
+            total += p.sum() + y.sum()
+    unet.train()
+    return float(2 * inter / total) if total else 1.0
+
+
+def _crop(sample: DiscSample, rng: np.random.Generator | None) -> np.ndarray:
+    jitter = None
+    if rng is not None:
+        jitter = np.array([rng.uniform(-0.06, 0.06), rng.uniform(-0.06, 0.06), rng.uniform(0.85, 1.15)])
+    # The stored stack is already (k - off, k, k + off): crop with offset 1 around its middle.
+    crop = detection.crop_disc(sample.stack.astype(np.float32), 1, sample.box, slice_mm=detection.NEIGHBOUR_MM, jitter=jitter)
+    if rng is not None:
+        crop = np.stack([_augment_intensity(c, rng) for c in crop]) if rng.random() < 0.8 else crop
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1].copy()  # superior/inferior mirror keeps posterior posterior
+        if rng.random() < 0.5:
+            crop = crop[::-1].copy()  # left/right neighbour swap
+    return crop.astype(np.float32)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature minimising validation NLL (grid search in log space: robust on small sets)."""
+    if len(np.unique(labels)) < 2:
+        return 1.0
+    best_t, best_nll = 1.0, math.inf
+    for t in np.exp(np.linspace(np.log(0.05), np.log(20), 400)):
+        z = logits / t
+        nll = float(np.mean(np.logaddexp(0, z) - labels * z))
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
+    """Train the U-Net and the classifier; write model.pt + metadata.json into out_dir. Returns metadata."""
+    t_start = time.time()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    device = pick_device()
+    cases = find_cases(data_dirs)
+    if not cases:
+        raise ValueError(f"no cases (NAME.mha + NAME_mask.mha) in {', '.join(map(str, data_dirs))}")
+    data_hash = files_hash([p for c in cases for p in c.files()])
+    train_cases, val_cases = _split(cases, config.val_fraction, rng)
+    log(f"{len(cases)} cases from {len(data_dirs)} folder(s): {len(train_cases)} train, {len(val_cases)} validation; device {device}")
+
+    seg_train, disc_train, disc_by_source = _prepare(train_cases, Progress("load train", len(train_cases)))
+    seg_val_map, disc_val, _ = _prepare(val_cases, Progress("load validation", len(val_cases))) if val_cases else ({}, [], {})
+    seg_val = [s for slices in seg_val_map.values() for s in slices if s.mask.any()][:256]
+
+    unet = UNet2D(base=config.unet_base).to(device)
+    classifier = HerniationNet(width=config.cls_width).to(device)
+    if config.init_weights:
+        from .artifact import load_weights, resolve_model_dir
+
+        init_dir, tmp = resolve_model_dir(config.init_weights)
+        weights, _ = load_weights(init_dir)
+        unet = UNet2D(**weights["unet_config"]).to(device)
+        unet.load_state_dict(weights["unet"])
+        classifier = HerniationNet(**weights["classifier_config"]).to(device)
+        classifier.load_state_dict(weights["classifier"])
+        if tmp:
+            tmp.cleanup()
+
+    history: dict[str, list] = {"seg_loss": [], "seg_val_dice": [], "cls_loss": [], "cls_val_loss": []}
+    # --- segmentation ------------------------------------------------------------------------
+    seg_sources = sorted(seg_train)
+    opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.seg_iters, 1), pct_start=0.1)
+    best_state, best_dice, stale = None, -1.0, 0
+    progress = Progress("train U-Net", config.seg_iters)
+    running = 0.0
+    for it in range(1, config.seg_iters + 1):
+        xs, ys = [], []
+        for _ in range(config.seg_batch):
+            pool = seg_train[_sample_source(seg_sources, rng)]
+            s = pool[rng.integers(len(pool))]
+            x, y = _augment_slice(s.image.astype(np.float32), s.mask, config.patch, rng)
+            xs.append(x)
+            ys.append(y)
+        x = torch.from_numpy(np.stack(xs)[:, None]).to(device)
+        y = torch.from_numpy(np.stack(ys)[:, None].astype(np.float32)).to(device)
+        logits = unet(x)
+        loss = F.binary_cross_entropy_with_logits(logits, y) + _dice_loss(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = 0.9 * running + 0.1 * loss.item() if it > 1 else loss.item()
+        if it % config.eval_every == 0 or it == config.seg_iters:
+            dice = _seg_val_dice(unet, seg_val, device) if seg_val else 1 - running
+            history["seg_loss"].append([it, round(running, 4)])
+            history["seg_val_dice"].append([it, round(dice, 4)])
+            if dice > best_dice:
+                best_dice, stale = dice, 0
+                best_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+            else:
+                stale += 1
+            progress.update(it, f"loss {running:.3f} val dice {dice:.3f}")
+            if stale >= config.patience:
+                log(f"U-Net: early stop at iteration {it} (best validation Dice {best_dice:.3f})")
+                break
+        elif it % 10 == 0:
+            progress.update(it, f"loss {running:.3f}")
+    progress.close()
+    if best_state:
+        unet.load_state_dict(best_state)
+    unet.eval()
+
+    # --- herniation classifier ---------------------------------------------------------------
+    disc_sources = sorted(disc_by_source)
+    positives = [d for d in disc_train if d.label == 1]
+    negatives = [d for d in disc_train if d.label == 0]
+    opt = torch.optim.AdamW(classifier.parameters(), lr=config.lr, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.cls_iters, 1), pct_start=0.1)
+    val_x = torch.from_numpy(np.stack([_crop(d, None) for d in disc_val])).to(device) if disc_val else None
+    val_y = np.array([d.label for d in disc_val], np.float32)
+    best_cls, best_val, stale = None, math.inf, 0
+    progress = Progress("train classifier", config.cls_iters)
+    for it in range(1, config.cls_iters + 1 if positives and negatives else 1):
+        batch = []
+        for j in range(config.cls_batch):
+            # half positives, half negatives drawn across source folders
+            pool = positives if j % 2 == 0 else [d for d in disc_by_source[_sample_source(disc_sources, rng)] if d.label == 0] or negatives
+            batch.append(pool[rng.integers(len(pool))])
+        x = torch.from_numpy(np.stack([_crop(d, rng) for d in batch])).to(device)
+        y = torch.tensor([float(d.label) for d in batch], device=device)
+        classifier.train()
+        loss = F.binary_cross_entropy_with_logits(classifier(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (it % config.eval_every == 0 or it == config.cls_iters) and val_x is not None:
+            classifier.eval()
+            with torch.inference_mode():
+                vl = classifier(val_x).cpu().numpy()
+            val_loss = float(np.mean(np.logaddexp(0, vl) - val_y * vl))
+            history["cls_loss"].append([it, round(loss.item(), 4)])
+            history["cls_val_loss"].append([it, round(val_loss, 4)])
+            if val_loss < best_val:
+                best_val, stale = val_loss, 0
+                best_cls = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
+            else:
+                stale += 1
+            progress.update(it, f"loss {loss.item():.3f} val loss {val_loss:.3f}")
+            if stale >= config.patience:
+                log(f"classifier: early stop at iteration {it}")
+                break
+        elif it % 10 == 0:
+            progress.update(it, f"loss {loss.item():.3f}")
+    progress.close()
+    if best_cls:
+        classifier.load_state_dict(best_cls)
+    classifier.eval()
+
+    temperature, val_metrics = 1.0, {}
+    if val_x is not None:
+        with torch.inference_mode():
+            vl = classifier(val_x).cpu().numpy()
+        temperature = fit_temperature(vl, val_y)
+        probs = 1 / (1 + np.exp(-vl / temperature))
+        val_metrics = metrics.classification_metrics(val_y, probs, threshold=0.5)
+    val_metrics["seg_dice"] = round(best_dice, 4)
+
+    version = config.version or f"{data_hash[:8]}-s{config.seed}"
+    weights = {
+        "unet": unet.state_dict(), "unet_config": {"base": config.unet_base},
+        "classifier": classifier.state_dict(), "classifier_config": {"width": config.cls_width},
+        "temperature": temperature, "threshold": 0.5, "seg_threshold": 0.5,
+    }
+    if config.init_weights:
+        weights["unet_config"] = {"base": unet.encoders[0][0].out_channels}
+        weights["classifier_config"] = {"width": classifier.features[0].out_channels}
+    metadata = {
+        "version": version,
+        "discscope_version": __version__,
+        "data_hash": data_hash,
+        "data": {"folders": [str(d) for d in data_dirs], "cases": len(cases),
+                 "train_cases": [c.name for c in train_cases], "val_cases": [c.name for c in val_cases]},
+        "config": {k: v for k, v in asdict(config).items() if k != "extra"} | config.extra,
+        "calibration": {"method": "temperature", "temperature": round(temperature, 4)},
+        "threshold": 0.5,
+        "metrics": {"validation": val_metrics},
+        "history": history,
+        "train_seconds": round(time.time() - t_start, 1),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    save_model_dir(out_dir, weights, metadata)
+    log(f"wrote {out_dir} (version {version}) in {metadata['train_seconds']} s: {val_metrics}")
+    return metadata

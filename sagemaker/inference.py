@@ -1,0 +1,43 @@
+"""SageMaker PyTorch serving entry points (model_fn / input_fn / predict_fn / output_fn).
+
+The artifact's code/ folder holds this file and the discscope package; the container imports both.
+Requests follow DESIGN.md: JSON {"s3_uri": ...} or raw study bytes with their content type.
+"""
+
+from __future__ import annotations
+
+import json
+
+from discscope.errors import DiscScopeError
+from discscope.predictor import Predictor
+from discscope.serving import JSON, decode_request
+
+try:  # the SageMaker inference toolkit turns this into an HTTP status instead of a bare 500
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _ToolkitError
+except ImportError:  # outside the container (tests, the local server)
+    _ToolkitError = None
+
+
+def _raise(exc: DiscScopeError):
+    if _ToolkitError is not None:
+        raise _ToolkitError(exc.http_status, json.dumps(exc.to_dict())) from exc
+    raise exc
+
+
+def model_fn(model_dir: str) -> Predictor:
+    return Predictor(model_dir)
+
+
+def input_fn(request_body: bytes, request_content_type: str):
+    try:
+        return decode_request(request_body, request_content_type)
+    except DiscScopeError as exc:
+        _raise(exc)
+
+
+def predict_fn(volume, predictor: Predictor) -> dict:
+    return predictor.result(volume)
+
+
+def output_fn(prediction: dict, accept: str = JSON):
+    return json.dumps(prediction), JSON

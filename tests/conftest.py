@@ -1,0 +1,45 @@
+"""Shared fixtures: small phantom cases and the shipped baseline model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real-ivd"
+BASELINE = REPO / "models" / "baseline"
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """Six phantom cases (fixed seed) in the dataset layout."""
+    from discscope.phantom import generate_dataset
+
+    out = tmp_path_factory.mktemp("phantoms")
+    generate_dataset(out, 6, seed=11)
+    return out
+
+
+@pytest.fixture(scope="session")
+def baseline_model() -> Path:
+    if not (BASELINE / "model.pt").is_file():
+        pytest.fail(f"the shipped baseline model is missing: {BASELINE}")
+    return BASELINE
+
+
+@pytest.fixture(scope="session")
+def predictor(baseline_model):
+    from discscope.predictor import Predictor
+
+    return Predictor(baseline_model)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not (REAL_DATA / "ivd20.mha").is_file():
+        pytest.skip("shared/data/real-ivd is not beside this checkout")
+    return REAL_DATA
