@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "real-ivd"
-BASELINE = REPO / "models" / "baseline"
+BASELINE = Path(os.environ.get("DISCSCOPE_MODEL", REPO / "models" / "baseline"))
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 

@@ -144,6 +144,7 @@ def plot_training_curves(history: dict, path: Path) -> None:
 
 
 def save_montage(images: list[np.ndarray], path: Path, cols: int = 3) -> None:
+    cols = min(cols, len(images))
     h = max(i.shape[0] for i in images)
     w = max(i.shape[1] for i in images)
     padded = [cv2.copyMakeBorder(i, 0, h - i.shape[0], 0, w - i.shape[1], cv2.BORDER_CONSTANT) for i in images]

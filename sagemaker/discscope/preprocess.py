@@ -16,7 +16,8 @@ def normalize(array: np.ndarray) -> np.ndarray:
     sample = array[:, ::2, ::2] if array.size > 4_000_000 else array
     lo, hi = np.percentile(sample, [1.0, 99.5])
     scale = hi - lo if hi > lo else 1.0
-    return np.clip((array.astype(np.float32) - lo) / scale, 0.0, 2.0)
+    out = (array.astype(np.float32) - np.float32(lo)) / np.float32(scale)
+    return np.clip(out, 0.0, 2.0, out=out)
 
 
 def resize_stack(stack: np.ndarray, height: int, width: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
