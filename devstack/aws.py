@@ -1,0 +1,158 @@
+"""The local AWS: a moto server on 127.0.0.1 and the resources the CDK would create, wired the same way.
+
+Same handler code, same state-machine definition as in AWS; only the Lambda runtime (in-process,
+see lambda_runtime) and the SageMaker runtime (our endpoint server) are stand-ins.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from devstack import lambda_runtime
+from lambdas import workflow
+
+REPO = Path(__file__).resolve().parents[1]
+ASL_PATH = REPO / "step_functions" / "study_workflow.asl.json"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+# function name -> (handler, the ASL substitution it fills)
+WORKFLOW_FUNCTIONS = {
+    "discscope-validate": (workflow.validate_handler, "ValidateFunctionArn"),
+    "discscope-infer": (workflow.infer_handler, "InferFunctionArn"),
+    "discscope-persist": (workflow.persist_handler, "PersistFunctionArn"),
+    "discscope-mark-failed": (workflow.mark_failed_handler, "MarkFailedFunctionArn"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Names:
+    study_bucket: str = "discscope-studies"
+    table: str = "discscope-studies"
+    idempotency_table: str = "discscope-idempotency"
+    state_machine: str = "StudyWorkflow"
+    endpoint: str = "discscope"
+
+
+def render_definition(arns: dict[str, str]) -> str:
+    """The ASL with `${Name}` substitutions filled, as the CDK's DefinitionSubstitutions do."""
+    text = ASL_PATH.read_text()
+    for name, arn in arns.items():
+        text = text.replace("${" + name + "}", arn)
+    leftover = re.search(r"\$\{\w+\}", json.dumps(json.loads(text)["States"]))
+    if leftover:
+        raise ValueError(f"unfilled substitution {leftover.group(0)} in the state machine")
+    return text
+
+
+class LocalAws:
+    """Start/stop the moto server and provision the stack's resources on it."""
+
+    def __init__(self, port: int | None = None, names: Names | None = None):
+        self.port = port or free_port()
+        self.names = names or Names()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.state_machine_arn = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self, endpoint_url: str | None = None) -> dict[str, str]:
+        env = {
+            "AWS_ENDPOINT_URL": self.url, "AWS_ENDPOINT_URL_SFN": self.url, "MOTO_PORT": str(self.port),
+            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "STUDY_BUCKET": self.names.study_bucket, "STUDY_TABLE": self.names.table,
+            "IDEMPOTENCY_TABLE": self.names.idempotency_table, "ENDPOINT_NAME": self.names.endpoint,
+            "STATE_MACHINE_ARN": self.state_machine_arn,
+            "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "DiscScope",
+            "POWERTOOLS_DEV": "false",
+        }
+        if endpoint_url:
+            env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint_url
+        return env
+
+    def start(self, endpoint_url: str | None = None) -> "LocalAws":
+        lambda_runtime.install()
+        self.server.start()
+        # Executing mode keeps its own backend: switch it on before creating state machines.
+        req = urllib.request.Request(f"{self.url}/moto-api/config", method="POST",
+                                     data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req).read()
+        os.environ.update(self.environment(endpoint_url))
+        workflow.default_deps.cache_clear()  # clients are built against this server
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    # -- provisioning ----------------------------------------------------------------------------
+    def provision(self) -> None:
+        self._storage()
+        arns = self._functions()
+        self._state_machine(arns)
+        os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
+
+    def _storage(self) -> None:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=self.names.study_bucket)
+        s3.put_bucket_cors(Bucket=self.names.study_bucket, CORSConfiguration={"CORSRules": [
+            {"AllowedMethods": ["GET", "POST", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3000}]})
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName=self.names.table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
+            GlobalSecondaryIndexes=[{"IndexName": "by_created", "Projection": {"ProjectionType": "ALL"},
+                                     "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                                                   {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}])
+        ddb.create_table(TableName=self.names.idempotency_table, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+
+    def _role(self) -> str:
+        iam = boto3.client("iam")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                                                         "Action": "sts:AssumeRole"}]}
+        return iam.create_role(RoleName="discscope-local", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+    def _functions(self) -> dict[str, str]:
+        role = self._role()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:  # moto wants code; the handler runs in-process instead
+            zf.writestr("handler.py", "def handler(event, context):\n    raise RuntimeError('runs in-process')\n")
+        lam = boto3.client("lambda")
+        arns = {}
+        env = {k: v for k, v in self.environment().items() if not k.startswith("AWS_")}
+        for name, (handler, substitution) in WORKFLOW_FUNCTIONS.items():
+            lambda_runtime.register(name, handler)
+            fn = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler",
+                                     Code={"ZipFile": buf.getvalue()}, Timeout=900, MemorySize=512,
+                                     Environment={"Variables": env})
+            arns[substitution] = fn["FunctionArn"]
+        return arns
+
+    def _state_machine(self, arns: dict[str, str]) -> None:
+        sfn = boto3.client("stepfunctions")
+        role = f"arn:aws:iam::{ACCOUNT}:role/discscope-local"
+        self.state_machine_arn = sfn.create_state_machine(
+            name=self.names.state_machine, definition=render_definition(arns), roleArn=role)["stateMachineArn"]

@@ -1,0 +1,87 @@
+"""Runs Lambda handlers in-process for moto, which would otherwise need Docker.
+
+The one place that touches moto internals: `LambdaFunction._invoke_lambda(self, event=None)` must
+return `(payload_json_text, errored, logs)`. It serves direct invokes, Step Functions tasks, S3
+notifications and SQS event-source mappings alike (moto calls it from its server thread, in this
+process). moto is pinned; tests/test_devstack_lambda_runtime.py fails if the method changes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+import traceback
+import uuid
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from moto.awslambda.models import LambdaFunction
+
+log = logging.getLogger("devstack.lambda")
+Handler = Callable[[Any, Any], Any]
+_HANDLERS: dict[str, Handler] = {}
+EXPECTED_PARAMETERS = ["self", "event"]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that powertools and our handlers read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def register(function_name: str, handler: Handler) -> None:
+    _HANDLERS[function_name] = handler
+
+
+def registered() -> dict[str, Handler]:
+    return dict(_HANDLERS)
+
+
+def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+    handler = _HANDLERS.get(self.function_name)
+    if handler is None:
+        error = {"errorMessage": f"no in-process handler registered for {self.function_name}", "errorType": "HandlerNotFound"}
+        return json.dumps(error), True, ""
+    if isinstance(event, (str, bytes)):
+        event = json.loads(event or "{}")
+    context = LambdaContext(self.function_name, self.function_arn, int(self.memory_size or 1024))
+    out = io.StringIO()
+    try:
+        with redirect_stdout(out):  # structured logs of the handler go to its "log stream"
+            result = handler(event if event is not None else {}, context)
+        return json.dumps(result if result is not None else None, default=str), False, out.getvalue()
+    except Exception as exc:  # what the Python runtime returns for an unhandled exception
+        log.info("%s raised %s: %s", self.function_name, type(exc).__name__, exc)
+        payload = {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                   "stackTrace": traceback.format_tb(exc.__traceback__)[-5:]}
+        return json.dumps(payload), True, out.getvalue()
+
+
+def moto_matches() -> bool:
+    """True while moto's method still has the shape this adapter replaces."""
+    original = getattr(LambdaFunction, "_devstack_original", LambdaFunction._invoke_lambda)
+    params = inspect.signature(original).parameters
+    return list(params) == EXPECTED_PARAMETERS and params["event"].default is None
+
+
+def install() -> None:
+    """Patch moto (idempotent). Refuses to patch a moto whose method no longer matches."""
+    if LambdaFunction._invoke_lambda is _invoke_lambda:
+        return
+    if not moto_matches():
+        raise RuntimeError("moto changed LambdaFunction._invoke_lambda; update devstack.lambda_runtime")
+    LambdaFunction._devstack_original = LambdaFunction._invoke_lambda
+    LambdaFunction._invoke_lambda = _invoke_lambda

@@ -1,0 +1,108 @@
+"""The real StudyWorkflow definition executed by moto, with in-process Lambdas and the real endpoint server."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import boto3
+import pytest
+
+from devstack import lambda_runtime
+from devstack.aws import LocalAws
+from discscope.dataset import find_cases
+from discscope.server import EndpointServer
+from lambdas.shared import keys
+from lambdas.shared.settings import Settings
+from lambdas.shared.store import StudyStore
+
+
+@pytest.fixture(scope="module")
+def stack(baseline_model):
+    saved = dict(os.environ)
+    endpoint = EndpointServer(baseline_model, port=0).start()
+    aws = LocalAws().start(endpoint_url=endpoint.url)
+    aws.provision()
+    try:
+        yield aws, endpoint
+    finally:
+        aws.stop()
+        endpoint.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def store(stack):
+    return StudyStore(boto3.resource("dynamodb").Table(Settings.from_env().table_name))
+
+
+def run_study(aws: LocalAws, store: StudyStore, filename: str, data: bytes, timeout: float = 120) -> dict:
+    sid = keys.new_study_id()
+    key = keys.upload_key(sid, filename)
+    boto3.client("s3").put_object(Bucket=aws.names.study_bucket, Key=key, Body=data)
+    store.create(sid, filename, key, "application/octet-stream", len(data))
+    return execute(aws, store, sid, key, timeout)
+
+
+def execute(aws, store, sid, key, timeout=120) -> dict:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=aws.state_machine_arn, name=f"{sid}-{int(time.time() * 1000)}",
+                              input=json.dumps({"study_id": sid, "bucket": aws.names.study_bucket, "key": key}))["executionArn"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        desc = sfn.describe_execution(executionArn=arn)
+        if desc["status"] != "RUNNING":
+            return store.get(sid) | {"_execution": desc["status"]}
+        time.sleep(0.3)
+    raise AssertionError(f"execution {arn} still running after {timeout}s")
+
+
+def test_moto_lambda_hook_is_the_shape_we_patch():
+    assert lambda_runtime.moto_matches()
+
+
+def test_valid_study_succeeds_with_artifacts(stack, store, phantom_dir):
+    aws, _ = stack
+    study = run_study(aws, store, "scan.mha", find_cases([phantom_dir])[0].image_path.read_bytes())
+    assert study["_execution"] == "SUCCEEDED" and study["status"] == "SUCCEEDED"
+    assert len(study["discs"]) >= 5 and study["model_version"]
+    s3 = boto3.client("s3")
+    for name in ("result.json", "preview.png", "mask.png", "overlay.png", "mask.mha"):
+        head = s3.head_object(Bucket=aws.names.study_bucket, Key=keys.result_key(study["study_id"], name))
+        assert head["ContentLength"] > 0
+    result = json.loads(s3.get_object(Bucket=aws.names.study_bucket, Key=keys.result_key(study["study_id"], "result.json"))["Body"].read())
+    assert result["discs"] == study["discs"]
+
+
+@pytest.mark.parametrize("filename,data,code", [
+    ("notes.png", b"this is a text file, renamed\n" * 20, "NOT_AN_IMAGE"),
+    ("scan.tif", b"II*\x00" + b"\x00" * 600, "UNSUPPORTED_FORMAT"),
+    ("trunc.mha", b"ObjectType = Image\nNDims = 3\nDimSize = 64 64 64\nElementType = MET_SHORT\nElementDataFile = LOCAL\n" + b"\0" * 99,
+     "TRUNCATED_FILE"),
+])
+def test_bad_input_fails_with_code_and_keeps_upload(stack, store, filename, data, code):
+    aws, _ = stack
+    study = run_study(aws, store, filename, data)
+    assert study["_execution"] == "FAILED" and study["status"] == "FAILED"
+    assert study["error_code"] == code and study["message"]
+    kept = boto3.client("s3").get_object(Bucket=aws.names.study_bucket, Key=study["upload_key"])["Body"].read()
+    assert kept == data
+
+
+def test_endpoint_down_retries_then_fails_and_rerun_recovers(stack, store, phantom_dir, monkeypatch):
+    aws, endpoint = stack
+    from lambdas import workflow
+
+    data = find_cases([phantom_dir])[1].image_path.read_bytes()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:9")  # nothing listens there
+    workflow.default_deps.cache_clear()
+    started = time.time()
+    study = run_study(aws, store, "scan.mha", data)
+    assert study["status"] == "FAILED" and study["error_code"] == "ENDPOINT_UNAVAILABLE"
+    assert time.time() - started >= 1 + 2 + 4 - 0.5  # three retries with backoff happened
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint.url)
+    workflow.default_deps.cache_clear()
+    again = execute(aws, store, study["study_id"], study["upload_key"])
+    assert again["status"] == "SUCCEEDED" and "error_code" not in again
