@@ -20,7 +20,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from devstack import lambda_runtime
-from lambdas import workflow
+from lambdas import ingest, workflow
 
 REPO = Path(__file__).resolve().parents[1]
 ASL_PATH = REPO / "step_functions" / "study_workflow.asl.json"
@@ -34,6 +34,12 @@ WORKFLOW_FUNCTIONS = {
     "discscope-persist": (workflow.persist_handler, "PersistFunctionArn"),
     "discscope-mark-failed": (workflow.mark_failed_handler, "MarkFailedFunctionArn"),
 }
+
+
+def reset_clients() -> None:
+    """Forget cached boto3 clients of the Lambda modules (they are built against one endpoint)."""
+    workflow.default_deps.cache_clear()
+    ingest._clients.cache_clear()
 
 
 def free_port() -> int:
@@ -70,6 +76,7 @@ class LocalAws:
         self.names = names or Names()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.state_machine_arn = ""
+        self.ingest_arn = ""
 
     @property
     def url(self) -> str:
@@ -99,7 +106,7 @@ class LocalAws:
                                      headers={"Content-Type": "application/json"})
         urllib.request.urlopen(req).read()
         os.environ.update(self.environment(endpoint_url))
-        workflow.default_deps.cache_clear()  # clients are built against this server
+        reset_clients()
         return self
 
     def stop(self) -> None:
@@ -111,6 +118,18 @@ class LocalAws:
         arns = self._functions()
         self._state_machine(arns)
         os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
+        reset_clients()
+        # created after the state machine, so the function's environment knows its ARN
+        self.ingest_arn = self._create_function("discscope-ingest", ingest.handler)
+        self.connect_uploads()
+
+    def connect_uploads(self) -> None:
+        """The S3 ObjectCreated (uploads/) -> ingest trigger."""
+        boto3.client("s3").put_bucket_notification_configuration(
+            Bucket=self.names.study_bucket,
+            NotificationConfiguration={"LambdaFunctionConfigurations": [{
+                "LambdaFunctionArn": self.ingest_arn, "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}}]})
 
     def _storage(self) -> None:
         s3 = boto3.client("s3")
@@ -131,25 +150,28 @@ class LocalAws:
 
     def _role(self) -> str:
         iam = boto3.client("iam")
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-                                                         "Action": "sts:AssumeRole"}]}
-        return iam.create_role(RoleName="discscope-local", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        try:
+            return iam.get_role(RoleName="discscope-local")["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            trust = {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                "Action": "sts:AssumeRole"}]}
+            return iam.create_role(RoleName="discscope-local", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
-    def _functions(self) -> dict[str, str]:
-        role = self._role()
+    def _create_function(self, name: str, handler) -> str:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:  # moto wants code; the handler runs in-process instead
             zf.writestr("handler.py", "def handler(event, context):\n    raise RuntimeError('runs in-process')\n")
-        lam = boto3.client("lambda")
-        arns = {}
+        lambda_runtime.register(name, handler)
         env = {k: v for k, v in self.environment().items() if not k.startswith("AWS_")}
-        for name, (handler, substitution) in WORKFLOW_FUNCTIONS.items():
-            lambda_runtime.register(name, handler)
-            fn = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler",
-                                     Code={"ZipFile": buf.getvalue()}, Timeout=900, MemorySize=512,
-                                     Environment={"Variables": env})
-            arns[substitution] = fn["FunctionArn"]
-        return arns
+        fn = boto3.client("lambda").create_function(
+            FunctionName=name, Runtime="python3.12", Role=self._role(), Handler="handler.handler",
+            Code={"ZipFile": buf.getvalue()}, Timeout=900, MemorySize=512, Environment={"Variables": env})
+        return fn["FunctionArn"]
+
+    def _functions(self) -> dict[str, str]:
+        return {substitution: self._create_function(name, handler)
+                for name, (handler, substitution) in WORKFLOW_FUNCTIONS.items()}
 
     def _state_machine(self, arns: dict[str, str]) -> None:
         sfn = boto3.client("stepfunctions")

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.shared import keys
+from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
 from lambdas.shared.sniff import SniffError, sniff
 from lambdas.shared.store import PROCESSING, SUCCEEDED, StudyStore, TransitionError
 
-logger = Logger(service="discscope-workflow")
-tracer = Tracer(service="discscope-workflow")
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "DiscScope"), service="workflow")
+logger, tracer, metrics = tools("workflow")
 
 SNIFF_BYTES = 1024
 

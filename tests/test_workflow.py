@@ -39,11 +39,12 @@ def store(stack):
 
 
 def run_study(aws: LocalAws, store: StudyStore, filename: str, data: bytes, timeout: float = 120) -> dict:
+    """Register the study (as the API does), upload it; the S3 event starts the workflow."""
     sid = keys.new_study_id()
     key = keys.upload_key(sid, filename)
-    boto3.client("s3").put_object(Bucket=aws.names.study_bucket, Key=key, Body=data)
     store.create(sid, filename, key, "application/octet-stream", len(data))
-    return execute(aws, store, sid, key, timeout)
+    boto3.client("s3").put_object(Bucket=aws.names.study_bucket, Key=key, Body=data)
+    return _wait_status(store, sid, timeout=timeout)
 
 
 def execute(aws, store, sid, key, timeout=120) -> dict:
@@ -66,7 +67,7 @@ def test_moto_lambda_hook_is_the_shape_we_patch():
 def test_valid_study_succeeds_with_artifacts(stack, store, phantom_dir):
     aws, _ = stack
     study = run_study(aws, store, "scan.mha", find_cases([phantom_dir])[0].image_path.read_bytes())
-    assert study["_execution"] == "SUCCEEDED" and study["status"] == "SUCCEEDED"
+    assert study["status"] == "SUCCEEDED"
     assert len(study["discs"]) >= 5 and study["model_version"]
     s3 = boto3.client("s3")
     for name in ("result.json", "preview.png", "mask.png", "overlay.png", "mask.mha"):
@@ -85,7 +86,7 @@ def test_valid_study_succeeds_with_artifacts(stack, store, phantom_dir):
 def test_bad_input_fails_with_code_and_keeps_upload(stack, store, filename, data, code):
     aws, _ = stack
     study = run_study(aws, store, filename, data)
-    assert study["_execution"] == "FAILED" and study["status"] == "FAILED"
+    assert study["status"] == "FAILED"
     assert study["error_code"] == code and study["message"]
     kept = boto3.client("s3").get_object(Bucket=aws.names.study_bucket, Key=study["upload_key"])["Body"].read()
     assert kept == data
@@ -106,3 +107,48 @@ def test_endpoint_down_retries_then_fails_and_rerun_recovers(stack, store, phant
     workflow.default_deps.cache_clear()
     again = execute(aws, store, study["study_id"], study["upload_key"])
     assert again["status"] == "SUCCEEDED" and "error_code" not in again
+
+
+def _wait_status(store, sid, statuses=("SUCCEEDED", "FAILED"), timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        study = store.get(sid)
+        if study and study["status"] in statuses:
+            return study
+        time.sleep(0.3)
+    raise AssertionError(f"study {sid} did not reach {statuses}: {store.get(sid)}")
+
+
+def test_s3_upload_triggers_ingest_and_workflow(stack, store, phantom_dir):
+    """An object written under uploads/ starts the workflow by itself (URL-encoded key in the event)."""
+    aws, _ = stack
+    sid = keys.new_study_id()
+    key = f"uploads/{sid}/my scan (1).mha"
+    boto3.client("s3").put_object(Bucket=aws.names.study_bucket, Key=key,
+                                  Body=find_cases([phantom_dir])[2].image_path.read_bytes())
+    study = _wait_status(store, sid)
+    assert study["status"] == "SUCCEEDED" and study["filename"] == "my scan (1).mha"
+
+
+def test_duplicate_s3_event_starts_one_execution(stack, store, phantom_dir):
+    from lambdas import ingest
+
+    aws, _ = stack
+    sid = keys.new_study_id()
+    key = keys.upload_key(sid, "dup.mha")
+    s3 = boto3.client("s3")
+    s3.put_bucket_notification_configuration(Bucket=aws.names.study_bucket, NotificationConfiguration={})  # deliver by hand
+    try:
+        s3.put_object(Bucket=aws.names.study_bucket, Key=key, Body=find_cases([phantom_dir])[3].image_path.read_bytes())
+        event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Post",
+                              "s3": {"bucket": {"name": aws.names.study_bucket},
+                                     "object": {"key": key, "size": 10, "sequencer": "0055AED6DCD90281E5"}}}]}
+        first = ingest.ingest(event)
+        second = ingest.ingest(json.loads(json.dumps(event)))
+        assert first == second and len(first) == 1
+        sfn = boto3.client("stepfunctions")
+        names = [e["name"] for e in sfn.list_executions(stateMachineArn=aws.state_machine_arn)["executions"]]
+        assert sum(n.startswith(sid) for n in names) == 1
+        assert _wait_status(store, sid)["status"] == "SUCCEEDED"
+    finally:
+        aws.connect_uploads()  # restore the trigger for later tests
