@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import socket
@@ -20,7 +21,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from devstack import lambda_runtime
-from lambdas import ingest, workflow
+from lambdas import api, ingest, workflow
 
 REPO = Path(__file__).resolve().parents[1]
 ASL_PATH = REPO / "step_functions" / "study_workflow.asl.json"
@@ -36,10 +37,15 @@ WORKFLOW_FUNCTIONS = {
 }
 
 
+EVENT_QUEUE = "discscope-events"
+EVENT_RULE = "discscope-feedback-saved"
+
+
 def reset_clients() -> None:
     """Forget cached boto3 clients of the Lambda modules (they are built against one endpoint)."""
     workflow.default_deps.cache_clear()
     ingest._clients.cache_clear()
+    api.default_deps.cache_clear()
 
 
 def free_port() -> int:
@@ -77,6 +83,8 @@ class LocalAws:
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.state_machine_arn = ""
         self.ingest_arn = ""
+        self.api_function = ""
+        self.event_queue_url = ""
 
     @property
     def url(self) -> str:
@@ -90,7 +98,9 @@ class LocalAws:
             "STUDY_BUCKET": self.names.study_bucket, "STUDY_TABLE": self.names.table,
             "IDEMPOTENCY_TABLE": self.names.idempotency_table, "ENDPOINT_NAME": self.names.endpoint,
             "STATE_MACHINE_ARN": self.state_machine_arn,
+            # no X-Ray or CloudWatch here: tracing off, metrics (EMF lines on stdout) off
             "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "DiscScope",
+            "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
         }
         if endpoint_url:
@@ -99,6 +109,7 @@ class LocalAws:
 
     def start(self, endpoint_url: str | None = None) -> "LocalAws":
         lambda_runtime.install()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         self.server.start()
         # Executing mode keeps its own backend: switch it on before creating state machines.
         req = urllib.request.Request(f"{self.url}/moto-api/config", method="POST",
@@ -113,8 +124,11 @@ class LocalAws:
         self.server.stop()
 
     # -- provisioning ----------------------------------------------------------------------------
-    def provision(self) -> None:
+    def provision(self, before_triggers=None) -> None:
+        """Create everything; `before_triggers` runs once storage exists but nothing reacts to it yet."""
         self._storage()
+        if before_triggers:
+            before_triggers()
         arns = self._functions()
         self._state_machine(arns)
         os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
@@ -122,6 +136,20 @@ class LocalAws:
         # created after the state machine, so the function's environment knows its ARN
         self.ingest_arn = self._create_function("discscope-ingest", ingest.handler)
         self.connect_uploads()
+        self.api_function = "discscope-api"
+        self._create_function(self.api_function, api.handler)
+        self._events()
+
+    def _events(self) -> None:
+        """EventBridge rules cannot target Lambdas in moto: they deliver to an SQS queue that the
+        dispatcher drains into the right handler."""
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName=EVENT_QUEUE)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events")
+        events.put_rule(Name=EVENT_RULE, EventPattern=json.dumps({"source": ["discscope.api"], "detail-type": ["FeedbackSaved"]}))
+        events.put_targets(Rule=EVENT_RULE, Targets=[{"Id": "queue", "Arn": queue_arn}])
+        self.event_queue_url = queue_url
 
     def connect_uploads(self) -> None:
         """The S3 ObjectCreated (uploads/) -> ingest trigger."""

@@ -9,12 +9,11 @@ process). moto is pinned; tests/test_devstack_lambda_runtime.py fails if the met
 from __future__ import annotations
 
 import inspect
-import io
 import json
 import logging
+import threading
 import traceback
 import uuid
-from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,6 +22,9 @@ from moto.awslambda.models import LambdaFunction
 log = logging.getLogger("devstack.lambda")
 Handler = Callable[[Any, Any], Any]
 _HANDLERS: dict[str, Handler] = {}
+# One event at a time per function, as in a Lambda execution environment: module-level state
+# (powertools' resolver, logger keys) is not shared between concurrent events.
+_LOCKS: dict[str, threading.Lock] = {}
 EXPECTED_PARAMETERS = ["self", "event"]
 
 
@@ -44,6 +46,7 @@ class LambdaContext:
 
 def register(function_name: str, handler: Handler) -> None:
     _HANDLERS[function_name] = handler
+    _LOCKS.setdefault(function_name, threading.Lock())
 
 
 def registered() -> dict[str, Handler]:
@@ -58,16 +61,15 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
     if isinstance(event, (str, bytes)):
         event = json.loads(event or "{}")
     context = LambdaContext(self.function_name, self.function_arn, int(self.memory_size or 1024))
-    out = io.StringIO()
     try:
-        with redirect_stdout(out):  # structured logs of the handler go to its "log stream"
+        with _LOCKS[self.function_name]:  # handler logs go to this process's stdout
             result = handler(event if event is not None else {}, context)
-        return json.dumps(result if result is not None else None, default=str), False, out.getvalue()
+        return json.dumps(result if result is not None else None, default=str), False, ""
     except Exception as exc:  # what the Python runtime returns for an unhandled exception
         log.info("%s raised %s: %s", self.function_name, type(exc).__name__, exc)
         payload = {"errorMessage": str(exc), "errorType": type(exc).__name__,
                    "stackTrace": traceback.format_tb(exc.__traceback__)[-5:]}
-        return json.dumps(payload), True, out.getvalue()
+        return json.dumps(payload), True, ""
 
 
 def moto_matches() -> bool:

@@ -90,7 +90,7 @@ def ingest(event: dict, context: Any = None) -> list[dict]:
     return [start_once(record=record) for record in upload_records(event)]
 
 
-@logger.inject_lambda_context(log_event=True)
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: Any) -> dict:

@@ -184,7 +184,7 @@ def mark_failed(event: dict, deps: Deps) -> dict:
 
 
 def _handler(func):
-    @logger.inject_lambda_context(log_event=False)
+    @logger.inject_lambda_context
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event, context):

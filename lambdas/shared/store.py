@@ -115,6 +115,20 @@ class StudyStore:
         self.table.put_item(Item=item)
         return from_dynamo(item)
 
+    # -- the deployed model ----------------------------------------------------------------------
+    def current_model(self) -> dict | None:
+        """The model version serving the endpoint, as recorded by whoever deployed it."""
+        item = self.table.get_item(Key=MODEL_KEY, ConsistentRead=True).get("Item")
+        return from_dynamo(_public(item)) if item else None
+
+    def set_current_model(self, version: str, **details: Any) -> dict:
+        self.table.put_item(Item=MODEL_KEY | {"model_version": version, "deployed_at": now_iso()} | to_dynamo(details))
+        return self.current_model()
+
+
+MODEL_KEY = {"pk": "MODEL", "sk": "CURRENT"}
+
 
 def _public(item: dict) -> dict:
     return {k: v for k, v in item.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
+

@@ -105,6 +105,92 @@ def cmd_pack(args) -> int:
     return 0
 
 
+def _devstack_importable() -> None:
+    """devstack/ and lambdas/ live beside the package in the source checkout."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+
+
+def _wait_for_interrupt() -> None:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_up(args) -> int:
+    _devstack_importable()
+    from devstack.stack import LocalStack
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stack = LocalStack(args.model, None if args.ephemeral else Path(args.state), api_port=args.port,
+                       endpoint_port=args.endpoint_port).start()
+    print("DiscScope local stack is up:\n" + stack.describe(), flush=True)
+    print(f"\nanalyse a study:  discscope analyze FILE --api {stack.gateway.api_url} --api-key {stack.api_key}", flush=True)
+    print("stop with Ctrl-C (data is kept in the state folder)", flush=True)
+    try:
+        _wait_for_interrupt()
+    finally:
+        stack.stop()
+    return 0
+
+
+def _local_api_key() -> str | None:
+    path = REPO_ROOT / ".devstack" / "api_key"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def print_study(study: dict) -> None:
+    print(f"study {study['study_id']}: {study['status']}"
+          + (f" ({study.get('error_code')}: {study.get('message')})" if study["status"] == "FAILED" else "")
+          + (f", model {study['model_version']}" if study.get("model_version") else ""))
+    for d in study.get("discs") or []:
+        print(f"  {d['level']:<7} p(LDH)={d['probability']:.3f} {'HERNIATED' if d['herniated'] else '-':<9} box={d['box']}")
+
+
+def status_printer():
+    import time
+
+    start, last = time.time(), [None]
+
+    def show(study: dict) -> None:
+        if study["status"] != last[0]:
+            last[0] = study["status"]
+            print(f"  {time.time() - start:6.1f}s  {study['status'].lower()}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_analyze(args) -> int:
+    from .client import ApiError, Client
+
+    client = Client(args.api, args.api_key or os.environ.get("DISCSCOPE_API_KEY") or _local_api_key())
+    print(f"analysing {args.file} via {args.api}", file=sys.stderr)
+    try:
+        study = client.analyze(args.file, timeout=args.timeout, on_status=status_printer())
+    except ApiError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(study, indent=1))
+    else:
+        print_study(study)
+    return 0 if study["status"] != "FAILED" else 3
+
+
+def cmd_demo(args) -> int:
+    _devstack_importable()
+    from devstack.demo import run_demo
+
+    return run_demo(args.model)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="discscope", description="Lumbar disc detection and herniation scoring on MRI.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--device")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("up", help="run the whole system locally (web page, API, workflow, endpoint)")
+    p.add_argument("--model", default=str(default_model()))
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)), help="web page and API port")
+    p.add_argument("--endpoint-port", type=int, default=8080)
+    p.add_argument("--state", default=str(REPO_ROOT / ".devstack"), help="where studies are kept between restarts")
+    p.add_argument("--ephemeral", action="store_true", help="keep nothing after exit")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("analyze", help="send a study through the REST API and wait for the result")
+    p.add_argument("file")
+    p.add_argument("--api", default=os.environ.get("DISCSCOPE_API_URL", "http://127.0.0.1:8000/api"))
+    p.add_argument("--api-key", help="default: $DISCSCOPE_API_KEY, else the local stack's key")
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("demo", help="the end-to-end story on a throwaway local stack")
+    p.add_argument("--model", default=str(default_model()))
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("pack", help="pack a model folder as a SageMaker model.tar.gz")
     p.add_argument("model_dir")

@@ -1,0 +1,147 @@
+"""An API Gateway-shaped HTTP front: `/api/*` becomes REST proxy events for the `api` Lambda (invoked
+through the local Lambda service), checked for the API key as a usage plan would; everything else
+is the static web page from `web/` plus a generated `config.js` telling the page where the API is.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import boto3
+
+API_PREFIX = "/api"
+MAX_BODY = 1024 * 1024  # API bodies are small JSON; uploads go to S3 by presigned POST
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization",
+        "Access-Control-Allow-Methods": "GET,POST,OPTIONS"}
+
+
+def proxy_event(method: str, path: str, query: str, headers: dict[str, str], body: str | None, source_ip: str) -> dict:
+    """The REST API (v1) Lambda proxy event API Gateway would send for this request."""
+    multi = parse_qs(query, keep_blank_values=True)
+    return {
+        "resource": "/{proxy+}", "path": path, "httpMethod": method,
+        "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in multi.items()} or None,
+        "multiValueQueryStringParameters": multi or None,
+        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None,
+        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/local{path}", "stage": "local",
+                           "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000),
+                           "identity": {"sourceIp": source_ip, "apiKey": headers.get("x-api-key")},
+                           "accountId": "123456789012", "apiId": "local"},
+        "body": body, "isBase64Encoded": False,
+    }
+
+
+class Gateway:
+    def __init__(self, api_function: str, api_key: str, web_root: Path, port: int = 0, host: str = "127.0.0.1"):
+        self.api_function, self.api_key, self.web_root = api_function, api_key, web_root.resolve()
+        self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        self.httpd.daemon_threads = True
+        self._lambda = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + API_PREFIX
+
+    def start(self) -> "Gateway":
+        self._lambda = boto3.client("lambda")
+        threading.Thread(target=self.httpd.serve_forever, name="gateway", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def invoke_api(self, event: dict) -> dict:
+        resp = self._lambda.invoke(FunctionName=self.api_function, Payload=json.dumps(event).encode())
+        payload = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError") or not isinstance(payload, dict):
+            return {"statusCode": 502, "body": json.dumps({"message": "Internal server error"})}
+        return payload
+
+    def config_js(self) -> bytes:
+        config = {"apiUrl": self.api_url, "apiKey": self.api_key, "auth": "api-key"}
+        return f"window.DISCSCOPE_CONFIG = {json.dumps(config)};\n".encode()
+
+    def _handler(self):
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _api(self, method: str) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    self.close_connection = True
+                    return self._send(413, b'{"message": "Request Too Long"}', {"Content-Type": "application/json"} | CORS)
+                body = self.rfile.read(length).decode("utf-8", "replace") if length else None
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if method == "OPTIONS":
+                    return self._send(204, b"", CORS)
+                if headers.get("x-api-key") != gateway.api_key:  # as API Gateway with apiKeyRequired
+                    return self._send(403, b'{"message": "Forbidden"}', {"Content-Type": "application/json"} | CORS)
+                path = unquote(url.path[len(API_PREFIX):]) or "/"
+                result = gateway.invoke_api(proxy_event(method, path, url.query, headers, body, self.client_address[0]))
+                out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+                out_headers.setdefault("Content-Type", "application/json")
+                out = (result.get("body") or "").encode()
+                self._send(int(result.get("statusCode", 502)), out, out_headers | CORS)
+
+            def _static(self) -> None:
+                path = unquote(urlsplit(self.path).path)
+                if path == "/config.js":
+                    return self._send(200, gateway.config_js(), {"Content-Type": "application/javascript", "Cache-Control": "no-store"})
+                target = (gateway.web_root / path.lstrip("/")).resolve()
+                if path.endswith("/"):
+                    target = target / "index.html"
+                if gateway.web_root not in target.parents and target != gateway.web_root or not target.is_file():
+                    return self._send(404, b"not found", {"Content-Type": "text/plain"})
+                ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+                self._send(200, target.read_bytes(), {"Content-Type": ctype, "Cache-Control": "no-cache"})
+
+            def _route(self, method: str) -> None:
+                if self.path == API_PREFIX or self.path.startswith(API_PREFIX + "/") or self.path.startswith(API_PREFIX + "?"):
+                    self._api(method)
+                elif method in ("GET", "HEAD"):
+                    self._static()
+                else:
+                    self._send(405, b"method not allowed", {"Content-Type": "text/plain"})
+
+            def do_GET(self):
+                self._route("GET")
+
+            def do_HEAD(self):
+                self._route("HEAD")
+
+            def do_POST(self):
+                self._route("POST")
+
+            def do_OPTIONS(self):
+                self._route("OPTIONS")
+
+        return Handler

@@ -1,0 +1,115 @@
+"""The clinical-system client of the REST API: standard library only, same code for local and AWS."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+TERMINAL = ("SUCCEEDED", "FAILED", "REVIEWED")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def content_type_for(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith((".nii.gz", ".gz")):
+        return "application/gzip"
+    if lower.endswith(".zip"):
+        return "application/zip"
+    guessed = mimetypes.guess_type(lower)[0]
+    return guessed if guessed in ("image/png", "image/jpeg") else "application/octet-stream"
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes, content_type: str) -> tuple[bytes, str]:
+    """multipart/form-data for S3 presigned POST: the policy fields first, the file last."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for k, v in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
+    safe = filename.replace('"', "_").encode("ascii", "replace").decode()
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe}"\r\n'
+                 f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass
+class Client:
+    api_url: str
+    api_key: str | None = None
+    timeout: float = 60.0
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url.rstrip("/") + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            try:
+                detail = json.loads(err.read() or b"{}")
+            except ValueError:
+                detail = {}
+            raise ApiError(err.code, detail.get("error_code", "HTTP_ERROR"), detail.get("message", err.reason)) from None
+
+    def create_study(self, filename: str, size: int, content_type: str) -> dict:
+        return self._request("POST", "/studies", {"filename": filename, "content_type": content_type, "size": size})
+
+    def upload(self, upload: dict, filename: str, data: bytes, content_type: str) -> None:
+        body, ctype = multipart(upload["fields"], filename, data, content_type)
+        req = urllib.request.Request(upload["url"], data=body, headers={"Content-Type": ctype}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout * 5) as resp:
+                resp.read()
+        except urllib.error.HTTPError as err:
+            raise ApiError(err.code, "UPLOAD_FAILED", err.read()[:500].decode(errors="replace")) from None
+
+    def study(self, study_id: str) -> dict:
+        return self._request("GET", f"/studies/{study_id}")
+
+    def studies(self, limit: int = 20, cursor: str | None = None) -> dict:
+        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        return self._request("GET", f"/studies{query}")
+
+    def correct(self, study_id: str, discs: list[dict]) -> dict:
+        return self._request("POST", f"/studies/{study_id}/corrections", {"discs": discs})
+
+    def accept(self, study_id: str) -> dict:
+        return self._request("POST", f"/studies/{study_id}/accept", {})
+
+    def current_model(self) -> dict:
+        return self._request("GET", "/models/current")
+
+    def wait(self, study_id: str, timeout: float = 600, poll: float = 0.5, on_status=None) -> dict:
+        deadline = time.time() + timeout
+        while True:
+            study = self.study(study_id)
+            if on_status:
+                on_status(study)
+            if study["status"] in TERMINAL:
+                return study
+            if time.time() > deadline:
+                raise TimeoutError(f"study {study_id} still {study['status']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def analyze(self, path: str | Path, timeout: float = 600, on_status=None) -> dict:
+        """Create a study, upload the file by presigned POST, wait for the result."""
+        path = Path(path)
+        data = path.read_bytes()
+        ctype = content_type_for(path.name)
+        created = self.create_study(path.name, len(data), ctype)
+        self.upload(created["upload"], path.name, data, ctype)
+        return self.wait(created["study_id"], timeout, on_status=on_status)
