@@ -1,0 +1,199 @@
+"""End to end on the local stack, as a clinical system meets it: REST API with API key, presigned POST
+upload, S3 event, ingest, the real state machine, the endpoint server, DynamoDB and S3 results."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.request
+import zipfile
+
+import boto3
+import cv2
+import numpy as np
+import pytest
+
+from devstack.aws import reset_clients
+from devstack.stack import LocalStack
+from discscope.client import ApiError, Client
+from discscope.dataset import find_cases
+from lambdas.shared import keys, yolo
+
+
+@pytest.fixture(scope="module")
+def stack(baseline_model, tmp_path_factory):
+    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state"), snapshot_every_s=0) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(stack) -> Client:
+    return Client(stack.gateway.api_url, stack.api_key)
+
+
+@pytest.fixture(scope="module")
+def analysed(client, phantom_dir) -> dict:
+    return client.analyze(find_cases([phantom_dir])[0].image_path, timeout=180)
+
+
+def _png(shape) -> bytes:
+    return cv2.imencode(".png", np.zeros(shape, np.uint8))[1].tobytes()
+
+
+def _upload_bytes(client: Client, filename: str, data: bytes) -> dict:
+    created = client.create_study(filename, len(data), "application/octet-stream")
+    client.upload(created["upload"], filename, data, "application/octet-stream")
+    return client.wait(created["study_id"], timeout=180)
+
+
+def test_api_key_required(stack):
+    req = urllib.request.Request(stack.gateway.api_url + "/studies")
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        urllib.request.urlopen(req)
+    assert ei.value.code == 403
+
+
+def test_full_path_result_in_s3_dynamodb_and_api(stack, client, analysed):
+    assert analysed["status"] == "SUCCEEDED"
+    assert [d["level"] for d in analysed["discs"]][:5] == ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]
+    # artifacts are downloadable through their presigned GET URLs
+    for name in ("preview.png", "mask.png", "overlay.png", "mask.mha", "result.json"):
+        with urllib.request.urlopen(analysed["artifacts"][name]) as resp:
+            assert len(resp.read()) > 0
+    item = boto3.resource("dynamodb").Table(stack.aws.names.table).get_item(
+        Key={"pk": f"STUDY#{analysed['study_id']}", "sk": "META"})["Item"]
+    assert item["status"] == "SUCCEEDED" and item["model_version"] == client.current_model()["model_version"]
+    listed = client.studies(limit=5)["studies"]
+    assert analysed["study_id"] in [s["study_id"] for s in listed]
+
+
+def test_correction_round_trip_yolo_line_by_line(stack, client, analysed):
+    h, w = analysed["image_size"]
+    discs = [{"box": [10, 20, 60, 32], "level": "L4-L5", "herniated": True},
+             {"box": [12, 40, 64, 50], "level": "L5-S1", "herniated": False}]
+    saved = client.correct(analysed["study_id"], discs)
+    text = boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=keys.corrected_key(analysed["study_id"]))["Body"].read().decode()
+    expected = [f"7 {35 / w:.6f} {26 / h:.6f} {50 / w:.6f} {12 / h:.6f}", f"8 {38 / w:.6f} {45 / h:.6f} {52 / w:.6f} {10 / h:.6f}"]
+    assert text.splitlines() == expected == saved["yolo"].splitlines()
+    again = client.study(analysed["study_id"])
+    assert again["status"] == "REVIEWED" and again["reviewed_discs"] == discs
+    assert [f["kind"] for f in again["feedback"]] == ["correction"]
+
+
+def test_accept_writes_the_model_predictions(stack, client, phantom_dir):
+    study = client.analyze(find_cases([phantom_dir])[1].image_path, timeout=180)
+    client.accept(study["study_id"])
+    text = boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=keys.initial_key(study["study_id"]))["Body"].read().decode()
+    h, w = study["image_size"]
+    lumbar = [d for d in study["discs"] if d["level"] in yolo.LEVELS]
+    assert len(text.splitlines()) == len(lumbar)
+    for line, disc in zip(text.splitlines(), lumbar):
+        box = yolo.parse(line, w, h)[0]
+        assert (box.level, box.herniated) == (disc["level"], disc["herniated"])
+        assert (box.x1, box.y1, box.x2, box.y2) == pytest.approx(disc["box"], abs=1e-3)
+
+
+def test_feedback_refused_before_the_study_is_done_and_for_bad_boxes(client, analysed):
+    created = client.create_study("later.mha", 100, "application/octet-stream")
+    with pytest.raises(ApiError) as ei:
+        client.accept(created["study_id"])
+    assert (ei.value.status, ei.value.code) == (409, "NOT_READY")
+    with pytest.raises(ApiError) as ei:
+        client.correct(analysed["study_id"], [{"box": [0, 0, 99999, 5], "level": "L4-L5", "herniated": False}])
+    assert ei.value.code == "BOX_OUTSIDE_IMAGE"
+    with pytest.raises(ApiError) as ei:
+        client.correct(analysed["study_id"], [{"box": [5, 5, 1, 1], "level": "L9-L10"}])
+    assert ei.value.code == "BAD_REQUEST" and "level" in ei.value.message and "box" in ei.value.message
+
+
+@pytest.mark.parametrize("body,code", [({"filename": "a.mha", "size": 0}, "BAD_REQUEST"),
+                                       ({"filename": "a.mha", "size": 10, "content_type": "text/html"}, "BAD_REQUEST"),
+                                       ({"size": 10}, "BAD_REQUEST"),
+                                       ({"filename": "a.mha", "size": 10**12}, "FILE_TOO_LARGE")])
+def test_create_study_validation(client, body, code):
+    with pytest.raises(ApiError) as ei:
+        client._request("POST", "/studies", body)
+    assert ei.value.code == code
+
+
+def test_unknown_study_and_bad_cursor(client):
+    with pytest.raises(ApiError) as ei:
+        client.study(keys.new_study_id())
+    assert (ei.value.status, ei.value.code) == (404, "NOT_FOUND")
+    with pytest.raises(ApiError) as ei:
+        client.study("../../etc")
+    assert ei.value.status == 404
+    with pytest.raises(ApiError) as ei:
+        client.studies(cursor="not-a-cursor")
+    assert ei.value.code == "BAD_CURSOR"
+
+
+def _mixed_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("s1.png", _png((64, 64)))
+        zf.writestr("s2.png", _png((80, 64)))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("filename,data,code", [
+    ("empty.mha", b"", "EMPTY_FILE"),
+    ("trunc.mha", b"ObjectType = Image\nNDims = 3\nDimSize = 64 64 64\nElementType = MET_SHORT\nElementDataFile = LOCAL\n" + b"\0" * 99,
+     "TRUNCATED_FILE"),
+    ("notes.png", b"a text file renamed to png\n" * 10, "NOT_AN_IMAGE"),
+    ("scan.gif", b"GIF89a" + b"\0" * 100, "UNSUPPORTED_FORMAT"),
+    ("mixed.zip", None, "INCONSISTENT_SLICES"),
+])
+def test_bad_input_through_the_whole_path(stack, client, phantom_dir, filename, data, code):
+    data = _mixed_zip() if data is None else data
+    if data:
+        study = _upload_bytes(client, filename, data)
+    else:  # the API refuses a declared size of 0, so upload an empty object under a registered study
+        created = client.create_study(filename, 10, "application/octet-stream")
+        client.upload(created["upload"], filename, b"", "application/octet-stream")
+        study = client.wait(created["study_id"], timeout=60)
+    assert study["status"] == "FAILED" and study["error_code"] == code and study["message"]
+    kept = boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=study["upload_key"])["Body"].read()
+    assert kept == data  # the upload stays
+    ok = client.analyze(find_cases([phantom_dir])[2].image_path, timeout=180)
+    assert ok["status"] == "SUCCEEDED"  # the next valid study still works
+
+
+def test_oversized_upload_fails_validation(stack, client, monkeypatch):
+    """A client that declared a small size but uploads more is stopped by Validate (moto does not enforce
+    the presigned policy's content-length-range; S3 would refuse it even earlier)."""
+    from lambdas import workflow
+
+    client.current_model()  # the API's settings are cached with the normal limit
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
+    workflow.default_deps.cache_clear()
+    try:
+        study = _upload_bytes(client, "big.png", _png((512, 512)) + b"\0" * 2000)
+    finally:
+        monkeypatch.undo()
+        reset_clients()
+    assert study["status"] == "FAILED" and study["error_code"] == "FILE_TOO_LARGE"
+
+
+@pytest.mark.parametrize("filename,key_name", [("../../../etc/passwd.mha", "passwd.mha"), ("Ünïcödé scan 1.mha", "Unicode_scan_1.mha"), ("脊椎.mha", "study.mha")])
+def test_hostile_and_unicode_filenames(stack, client, phantom_dir, filename, key_name):
+    data = find_cases([phantom_dir])[3].image_path.read_bytes()
+    study = _upload_bytes(client, filename, data)
+    assert study["status"] == "SUCCEEDED"
+    assert study["upload_key"] == f"uploads/{study['study_id']}/{key_name}"
+    assert study["filename"] == filename
+
+
+def test_state_survives_a_restart(baseline_model, tmp_path, phantom_dir):
+    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as first:
+        c = Client(first.gateway.api_url, first.api_key)
+        done = c.analyze(find_cases([phantom_dir])[4].image_path, timeout=180)
+        key = first.api_key
+    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as second:
+        assert second.api_key == key
+        c = Client(second.gateway.api_url, second.api_key)
+        back = c.study(done["study_id"])
+        assert back["status"] == "SUCCEEDED" and back["discs"] == done["discs"]
+        with urllib.request.urlopen(back["artifacts"]["overlay.png"]) as resp:
+            assert resp.read()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert json.loads(json.dumps(c.current_model()))["model_version"]
