@@ -121,6 +121,8 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
+        # moto's backends are process-wide: forget everything so a later stack starts clean
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")).read()
         self.server.stop()
 
     # -- provisioning ----------------------------------------------------------------------------
