@@ -142,7 +142,8 @@ def infer(event: dict, deps: Deps) -> dict:
 
 def persist(event: dict, deps: Deps) -> dict:
     inference = event["inference"]
-    fields = {k: inference.get(k) for k in ("model_version", "slice_index", "image_size", "num_slices", "discs", "artifacts")}
+    fields = {k: inference.get(k) for k in ("model_version", "slice_index", "image_size", "num_slices", "discs",
+                                            "artifacts", "timings_ms")}
     try:
         study = deps.store.transition(event["study_id"], SUCCEEDED, **fields)
     except TransitionError as exc:
