@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up test bench clean
+.PHONY: venv up demo test bench clean
 
 venv: $(STAMP)
 
@@ -16,9 +16,12 @@ $(STAMP): requirements/runtime.txt requirements/test.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# Main job: the endpoint server with the shipped baseline model on 127.0.0.1:8080.
+# Main job: the whole system on 127.0.0.1 (API + workflow + endpoint; data kept in .devstack/).
 up: venv
-	$(BIN)/discscope serve --host 127.0.0.1 --port $${PORT:-8080}
+	$(BIN)/discscope up --port $${PORT:-8000}
+
+demo: venv
+	$(BIN)/discscope demo
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -118,8 +118,8 @@ class LocalStack:
         self.stop()
 
     def describe(self) -> str:
-        return "\n".join([
-            f"  web page      {self.gateway.url}/",
+        web = (REPO / "web" / "index.html").is_file()
+        return "\n".join(([f"  web page      {self.gateway.url}/"] if web else []) + [
             f"  REST API      {self.gateway.api_url}   (header x-api-key: {self.api_key})",
             f"  endpoint      {self.endpoint.url}   (model {self.endpoint.model_host.predictor.version})",
             f"  AWS (moto)    {self.aws.url}",

@@ -128,7 +128,9 @@ def cmd_up(args) -> int:
     _devstack_importable()
     from devstack.stack import LocalStack
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    for name in ("devstack", "discscope"):
+        logging.getLogger(name).setLevel(logging.INFO)
     stack = LocalStack(args.model, None if args.ephemeral else Path(args.state), api_port=args.port,
                        endpoint_port=args.endpoint_port).start()
     print("DiscScope local stack is up:\n" + stack.describe(), flush=True)
