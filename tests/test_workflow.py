@@ -152,3 +152,20 @@ def test_duplicate_s3_event_starts_one_execution(stack, store, phantom_dir):
         assert _wait_status(store, sid)["status"] == "SUCCEEDED"
     finally:
         aws.connect_uploads()  # restore the trigger for later tests
+
+
+def test_endpoint_erroring_is_retried_then_failed(stack, store, phantom_dir, monkeypatch):
+    """The real server answering 500 (a crash inside the model) reaches the workflow as a ModelError."""
+    aws, endpoint = stack
+    calls = []
+
+    def crash(*args, **kwargs):
+        calls.append(time.time())
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(endpoint.model_host, "invoke", crash)
+    study = run_study(aws, store, "scan.mha", find_cases([phantom_dir])[4].image_path.read_bytes())
+    assert study["status"] == "FAILED" and study["error_code"] == "INTERNAL_ERROR"
+    assert "illegal memory access" in study["message"]
+    assert len(calls) == 4  # the first try and three retries
+    assert calls[-1] - calls[0] >= 1 + 2 + 4 - 0.5  # with exponential backoff
