@@ -102,3 +102,29 @@ def test_list_recent_is_newest_first_and_paginates(study_store):
     assert cursor2 is None
     study_store.add_feedback(ids[0], "correction", "feedback/x.txt", [{"level": "L1-L2"}], "v1")
     assert study_store.feedback(ids[0])[0]["kind"] == "correction"
+
+
+SNIFF_SAMPLES = [
+    (b"PK\x03\x04" + b"\0" * 100, "a.zip"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "a.png"), (b"\xff\xd8\xff\xe0" + b"\0" * 100, "a.jpg"),
+    (b"ObjectType = Image\nElementDataFile = LOCAL\n", "a.mha"), (b"NDims = 3\nElementDataFile = a.raw\n", "a.mhd"),
+    (b"II*\x00" + b"\0" * 100, "a.tif"), (b"GIF89a" + b"\0" * 100, "a.gif"), (b"\0" * 128 + b"DICM" + b"\0" * 10, "a.dcm"),
+    (b"plain text, renamed\n" * 5, "a.png"), (bytes(range(256)), "a.bin"),
+]
+
+
+@pytest.mark.parametrize("head,name", SNIFF_SAMPLES)
+def test_lambda_sniffer_agrees_with_the_package(head, name):
+    """lambdas/shared/sniff.py is a twin of discscope.io.sniff (Lambdas cannot import the package)."""
+    from discscope import io as dio
+    from discscope.errors import InputError
+    from lambdas.shared import sniff
+
+    try:
+        expected = ("ok", dio.sniff(head, name))
+    except InputError as exc:
+        expected = ("error", exc.code)
+    try:
+        got = ("ok", sniff.sniff(head, name))
+    except sniff.SniffError as exc:
+        got = ("error", exc.code)
+    assert got == expected

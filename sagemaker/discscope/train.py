@@ -55,6 +55,29 @@ class DiscSample:
     slice_mm: float
 
 
+class EarlyStopping:
+    """Keeps the best weights seen at validation; says when `patience` validations brought nothing."""
+
+    def __init__(self, model: torch.nn.Module, patience: int, higher_is_better: bool):
+        self.model, self.patience = model, patience
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.best, self.best_value, self.state, self.stale = -math.inf, None, None, 0
+
+    def update(self, value: float) -> bool:
+        """Record a validation value; True when training should stop."""
+        if self.sign * value > self.best:
+            self.best, self.best_value, self.stale = self.sign * value, value, 0
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+    def restore(self) -> None:
+        if self.state:
+            self.model.load_state_dict(self.state)
+        self.model.eval()
+
+
 def _split(cases: list[Case], fraction: float, rng: np.random.Generator) -> tuple[list[Case], list[Case]]:
     """Per source folder, hold out a fraction (at least one case where a folder has three or more)."""
     train, val = [], []
@@ -222,7 +245,7 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
     seg_sources = sorted(seg_train)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.seg_iters, 1), pct_start=0.1)
-    best_state, best_dice, stale = None, -1.0, 0
+    seg_stop = EarlyStopping(unet, config.patience, higher_is_better=True)
     progress = Progress("train U-Net", config.seg_iters)
     running = 0.0
     for it in range(1, config.seg_iters + 1):
@@ -246,21 +269,14 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
             dice = _seg_val_dice(unet, seg_val, device) if seg_val else 1 - running
             history["seg_loss"].append([it, round(running, 4)])
             history["seg_val_dice"].append([it, round(dice, 4)])
-            if dice > best_dice:
-                best_dice, stale = dice, 0
-                best_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
-            else:
-                stale += 1
             progress.update(it, f"loss {running:.3f} val dice {dice:.3f}")
-            if stale >= config.patience:
-                log(f"U-Net: early stop at iteration {it} (best validation Dice {best_dice:.3f})")
+            if seg_stop.update(dice):
+                log(f"U-Net: early stop at iteration {it} (best validation Dice {seg_stop.best_value:.3f})")
                 break
         elif it % 10 == 0:
             progress.update(it, f"loss {running:.3f}")
     progress.close()
-    if best_state:
-        unet.load_state_dict(best_state)
-    unet.eval()
+    seg_stop.restore()
 
     # --- herniation classifier ---------------------------------------------------------------
     disc_sources = sorted(disc_by_source)
@@ -270,7 +286,7 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.cls_iters, 1), pct_start=0.1)
     val_x = torch.from_numpy(np.stack([_crop(d, None) for d in disc_val])).to(device) if disc_val else None
     val_y = np.array([d.label for d in disc_val], np.float32)
-    best_cls, best_val, stale = None, math.inf, 0
+    cls_stop = EarlyStopping(classifier, config.patience, higher_is_better=False)
     progress = Progress("train classifier", config.cls_iters)
     for it in range(1, config.cls_iters + 1 if positives and negatives else 1):
         batch = []
@@ -293,21 +309,14 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
             val_loss = float(np.mean(np.logaddexp(0, vl) - val_y * vl))
             history["cls_loss"].append([it, round(loss.item(), 4)])
             history["cls_val_loss"].append([it, round(val_loss, 4)])
-            if val_loss < best_val:
-                best_val, stale = val_loss, 0
-                best_cls = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
-            else:
-                stale += 1
             progress.update(it, f"loss {loss.item():.3f} val loss {val_loss:.3f}")
-            if stale >= config.patience:
+            if cls_stop.update(val_loss):
                 log(f"classifier: early stop at iteration {it}")
                 break
         elif it % 10 == 0:
             progress.update(it, f"loss {loss.item():.3f}")
     progress.close()
-    if best_cls:
-        classifier.load_state_dict(best_cls)
-    classifier.eval()
+    cls_stop.restore()
 
     temperature, val_metrics = 1.0, {}
     if val_x is not None:
@@ -316,7 +325,7 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
         temperature = fit_temperature(vl, val_y)
         probs = 1 / (1 + np.exp(-vl / temperature))
         val_metrics = metrics.classification_metrics(val_y, probs, threshold=0.5)
-    val_metrics["seg_dice"] = round(best_dice, 4)
+    val_metrics["seg_dice"] = None if seg_stop.best_value is None else round(seg_stop.best_value, 4)
 
     version = config.version or f"{data_hash[:8]}-s{config.seed}"
     weights = {
