@@ -36,7 +36,7 @@ ALLOWED_CONTENT_TYPES = {
     "application/octet-stream", "application/zip", "application/x-zip-compressed", "application/gzip",
     "application/x-gzip", "application/x-nifti", "image/png", "image/jpeg", "application/dicom",
 }
-ARTIFACTS = ("preview.png", "mask.png", "overlay.png", "mask.mha", "result.json")
+ARTIFACTS = keys.RESULT_FILES
 
 
 class ApiError(Exception):

@@ -127,12 +127,13 @@ def infer(event: dict, deps: Deps) -> dict:
         raise EndpointUnavailable("ENDPOINT_UNAVAILABLE", f"{type(exc).__name__}: {exc}") from None
     artifacts = {}
     for name, field, ctype in (("preview.png", "preview_png", "image/png"), ("mask.png", "mask_png", "image/png"),
-                               ("overlay.png", "overlay_png", "image/png"), ("mask.mha", "mask_mha", "application/octet-stream")):
+                               ("overlay.png", "overlay_png", "image/png"), ("mask.mha", "mask_mha", "application/octet-stream"),
+                               ("slices.jpg", "slices_jpg", "image/jpeg"), ("slices_mask.png", "slices_mask_png", "image/png")):
         if body.get(field):
             artifacts[name] = keys.result_key(study_id, name)
             deps.s3.put_object(Bucket=bucket, Key=artifacts[name], Body=base64.b64decode(body[field]), ContentType=ctype)
     summary = {k: body.get(k) for k in ("model_version", "slice_index", "image_size", "num_slices", "spacing_mm",
-                                         "discs", "timings_ms")}
+                                         "discs", "slices", "timings_ms")}
     artifacts["result.json"] = keys.result_key(study_id, "result.json")
     deps.s3.put_object(Bucket=bucket, Key=artifacts["result.json"], Body=json.dumps(summary).encode(),
                        ContentType="application/json")
@@ -143,7 +144,7 @@ def infer(event: dict, deps: Deps) -> dict:
 def persist(event: dict, deps: Deps) -> dict:
     inference = event["inference"]
     fields = {k: inference.get(k) for k in ("model_version", "slice_index", "image_size", "num_slices", "discs",
-                                            "artifacts", "timings_ms")}
+                                            "slices", "artifacts", "timings_ms")}
     try:
         study = deps.store.transition(event["study_id"], SUCCEEDED, **fields)
     except TransitionError as exc:

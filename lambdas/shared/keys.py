@@ -11,7 +11,7 @@ UPLOADS = "uploads/"
 RESULTS = "results/"
 CORRECTED = "feedback/user_corrected_labels/"
 INITIAL = "feedback/initial_model_predictions/"
-RESULT_FILES = ("result.json", "preview.png", "mask.png", "overlay.png", "mask.mha")
+RESULT_FILES = ("result.json", "preview.png", "mask.png", "overlay.png", "mask.mha", "slices.jpg", "slices_mask.png")
 
 _STUDY_ID = re.compile(r"^[0-9a-f]{32}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -74,7 +74,7 @@ def cmd_predict(args) -> int:
         write_mask(volume, pred.labels, args.mask_out)
     if args.json:
         body = predictor.result(volume, pred)
-        for key in ("preview_png", "mask_png", "overlay_png", "mask_mha"):
+        for key in [k for k in body if k.endswith(("_png", "_jpg", "_mha"))]:  # base64 images stay out of the terminal
             body.pop(key)
         print(json.dumps(body, indent=1))
     else:

@@ -115,6 +115,7 @@ class Predictor:
         k = pred.key_slice
         grey = render.to_uint8(pred.norm[k])
         key_labels = pred.labels[k]
+        sprite, sprite_mask, sprite_layout = render.slice_sprites(pred.norm, pred.labels)
         body = {
             "model_version": self.version,
             "slice_index": int(k),
@@ -126,6 +127,9 @@ class Predictor:
             "mask_png": _b64(render.png_bytes(render.colour_mask(key_labels))),
             "overlay_png": _b64(render.png_bytes(render.overlay(grey, key_labels, pred.discs))),
             "mask_mha": _b64(mask_mha_bytes(volume, pred.labels)),
+            "slices_jpg": _b64(render.jpeg_bytes(sprite)),
+            "slices_mask_png": _b64(render.png_bytes(sprite_mask)),
+            "slices": sprite_layout,
         }
         pred.timings_ms["render"] = round((time.perf_counter() - t0) * 1e3, 1)
         body["timings_ms"] = pred.timings_ms

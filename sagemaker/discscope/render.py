@@ -5,8 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .levels import MASK_LEVELS
-
 # BGR colour per mask value; herniated boxes are drawn in red, others in the level colour.
 LEVEL_COLOURS = {1: (255, 128, 0), 2: (0, 200, 255), 3: (80, 220, 80), 4: (255, 0, 200), 5: (0, 140, 255), 6: (200, 200, 0)}
 HERNIATED = (40, 40, 255)
@@ -51,4 +49,32 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-__all__ = ["MASK_LEVELS", "colour_mask", "overlay", "png_bytes", "to_uint8"]
+
+
+def slice_sprites(norm: np.ndarray, labels: np.ndarray, max_side: int = 256) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every slice in one grid image (greyscale) and the colour mask in a matching grid (BGRA).
+
+    The web page's slice scroller shows cell i; one request instead of one per slice, and small
+    enough (cells at most `max_side` pixels) to stay well inside the endpoint's response limit.
+    """
+    n, h, w = norm.shape
+    scale = min(1.0, max_side / max(h, w))
+    ch, cw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    lo, hi = np.percentile(norm[:, ::2, ::2], [0.5, 99.5])
+    grey = np.zeros((rows * ch, cols * cw), np.uint8)
+    mask = np.zeros((rows * ch, cols * cw, 4), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        cell = np.clip((norm[i] - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+        grey[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = cv2.resize(cell, (cw, ch), interpolation=cv2.INTER_AREA)
+        mask[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = cv2.resize(colour_mask(labels[i]), (cw, ch), interpolation=cv2.INTER_NEAREST)
+    return grey, mask, {"count": n, "columns": cols, "cell": [ch, cw]}
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
