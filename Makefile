@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up demo test bench clean
+.PHONY: venv chromium up demo test bench clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,11 @@ up: venv
 demo: venv
 	$(BIN)/discscope demo
 
-test: venv
+# Browser tests drive Debian's Chromium (playwright's own browser download does not work here).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: venv chromium
 	$(BIN)/python -m pytest -q
 
 bench: venv

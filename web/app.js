@@ -316,9 +316,13 @@
   }
 
   function recordChange() {
-    // called after every change: remember the state before it for Undo
-    if (state.last !== null) state.undo.push(state.last);
-    state.last = snapshot();
+    // called after every change (by our code and by Annotorious' events, so sometimes twice):
+    // remember the state before it for Undo, once
+    const now = snapshot();
+    if (now !== state.last) {
+      state.undo.push(state.last);
+      state.last = now;
+    }
     $("undo").disabled = state.undo.length === 0;
     renderLabels();
   }
