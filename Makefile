@@ -11,7 +11,6 @@ venv: $(STAMP)
 
 $(STAMP): requirements/runtime.txt requirements/test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements/test.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
