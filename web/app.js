@@ -169,6 +169,7 @@
   }
 
   function setSteps(status) {
+    document.querySelector('#status-steps li[data-step="DONE"]').textContent = status === "FAILED" ? "Failed" : "Done";
     const order = { UPLOADED: 0, PROCESSING: 1, SUCCEEDED: 2, FAILED: 2, REVIEWED: 2 };
     const at = order[status] ?? 0;
     document.querySelectorAll("#status-steps li").forEach((li, i) => {
@@ -204,6 +205,7 @@
       setSteps(study.status);
       if (study.status === "FAILED") {
         clearInterval(state.polling);
+        if (before !== study.status) refreshList();
         $("study-status").textContent = "Processing failed. The upload is kept.";
         $("study-error").textContent = `${study.error_code}: ${study.message}`;
         $("study-error").hidden = false;
