@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import argparse
+import re
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +25,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "sagemaker")]
 
-from devstack.stack import LocalStack  # noqa: E402
 from discscope.client import Client  # noqa: E402
 from discscope.phantom import write_case  # noqa: E402
 
@@ -30,6 +32,34 @@ from discscope.phantom import write_case  # noqa: E402
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StackProcess:
+    """`discscope up --ephemeral` in its own process, so the load does not share its interpreter."""
+
+    def __init__(self, model: str):
+        port, endpoint_port = free_port(), free_port()
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "discscope"), "up", "--ephemeral", "--model", model,
+             "--port", str(port), "--endpoint-port", str(endpoint_port)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in self.proc.stdout:
+            m = re.search(r"REST API\s+(\S+)\s+\(header x-api-key: (\S+)\)", line)
+            if m:
+                self.api_url, self.api_key = m.group(1), m.group(2)
+                break
+        else:
+            raise RuntimeError("the local stack did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
 
 
 def main() -> None:
@@ -45,8 +75,9 @@ def main() -> None:
         for seed in range(5):
             write_case(Path(tmp), f"s{seed}", seed=100 + seed)
             files.append(Path(tmp) / f"s{seed}.mha")
-        with LocalStack(args.model, state_dir=None) as stack:
-            client = Client(stack.gateway.api_url, stack.api_key, timeout=120)
+        stack = StackProcess(args.model)
+        try:
+            client = Client(stack.api_url, stack.api_key, timeout=120)
             client.analyze(files[0])  # warm-up: first-call costs are not the steady state
 
             total, endpoint = [], []
@@ -110,6 +141,8 @@ def main() -> None:
                   f"{len(reads) / wall:.0f} requests/s, p50 {pct(reads, 50) * 1000:.0f} ms, p95 {pct(reads, 95) * 1000:.0f} ms")
             for e in (errors + read_errors)[:5]:
                 print("  error:", e)
+        finally:
+            stack.stop()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 
 from devstack import lambda_runtime
 from lambdas import api, ingest, workflow
+from lambdas.shared.store import LIST_FIELDS, LIST_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 ASL_PATH = REPO / "step_functions" / "study_workflow.asl.json"
@@ -171,7 +172,8 @@ class LocalAws:
             TableName=self.names.table, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
-            GlobalSecondaryIndexes=[{"IndexName": "by_created", "Projection": {"ProjectionType": "ALL"},
+            GlobalSecondaryIndexes=[{"IndexName": LIST_INDEX,
+                                     "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(LIST_FIELDS)},
                                      "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
                                                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}])
         ddb.create_table(TableName=self.names.idempotency_table, BillingMode="PAY_PER_REQUEST",

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
+from botocore.config import Config
 
 API_PREFIX = "/api"
 MAX_BODY = 1024 * 1024  # API bodies are small JSON; uploads go to S3 by presigned POST
@@ -56,7 +57,7 @@ class Gateway:
         return self.url + API_PREFIX
 
     def start(self) -> "Gateway":
-        self._lambda = boto3.client("lambda")
+        self._lambda = boto3.client("lambda", config=Config(max_pool_connections=64))
         threading.Thread(target=self.httpd.serve_forever, name="gateway", daemon=True).start()
         return self
 

@@ -130,8 +130,7 @@ def get_study(study_id: str, deps: Deps) -> dict:
 def list_studies(limit: int, cursor: str | None, deps: Deps) -> dict:
     start = _decode_cursor(cursor) if cursor else None
     items, last = deps.store.list_recent(limit=limit, cursor=start)
-    fields = ("study_id", "status", "filename", "created_at", "updated_at", "error_code", "model_version")
-    return {"studies": [{k: s[k] for k in fields if k in s} for s in items],
+    return {"studies": items,
             "next_cursor": _encode_cursor(last) if last else None}
 
 

@@ -23,6 +23,8 @@ ALLOWED_FROM = {
     REVIEWED: (SUCCEEDED, REVIEWED),
 }
 LIST_INDEX = "by_created"  # GSI: gsi1pk = "STUDY", gsi1sk = created_at#id
+# What the study list shows: the index projects only these (small reads, however big the results).
+LIST_FIELDS = ("study_id", "status", "filename", "created_at", "updated_at", "error_code", "model_version")
 
 
 class TransitionError(Exception):
@@ -64,8 +66,10 @@ class StudyStore:
         return from_dynamo(_public(item)) if item else None
 
     def list_recent(self, limit: int = 20, cursor: dict | None = None) -> tuple[list[dict], dict | None]:
+        names = {f"#a{i}": a for i, a in enumerate(LIST_FIELDS)}
         kwargs = {"IndexName": LIST_INDEX, "KeyConditionExpression": Key("gsi1pk").eq("STUDY"),
-                  "ScanIndexForward": False, "Limit": limit}
+                  "ScanIndexForward": False, "Limit": limit, "ProjectionExpression": ", ".join(names),
+                  "ExpressionAttributeNames": names}
         if cursor:
             kwargs["ExclusiveStartKey"] = cursor
         resp = self.table.query(**kwargs)
