@@ -241,3 +241,23 @@ def test_page_config_points_at_the_api(stack):
         text = resp.read().decode()
     config = json.loads(text.split("=", 1)[1].rstrip().rstrip(";"))
     assert config["apiUrl"] == stack.gateway.api_url
+
+
+def test_boxes_can_be_edited_with_the_keyboard(page, stack, phantom_dir):
+    upload(page, find_cases([phantom_dir])[1].image_path)
+    wait_review(page)
+    first = annotations(page)[0]
+    button = page.locator(f"#box-buttons button[data-id='{first['id']}']")
+    button.focus()
+    page.keyboard.press("Enter")
+    assert button.get_attribute("aria-pressed") == "true"
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowDown")
+    page.keyboard.press("Alt+ArrowRight")
+    after = next(a for a in annotations(page) if a["id"] == first["id"])
+    x1, y1, x2, y2 = first["box"]
+    assert after["box"] == pytest.approx([x1 + 3, y1 + 5, x2 + 4, y2 + 5])
+    page.keyboard.press("Control+z")
+    undone = next(a for a in annotations(page) if a["id"] == first["id"])
+    assert undone["box"] == pytest.approx([x1 + 3, y1 + 5, x2 + 3, y2 + 5])

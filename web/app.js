@@ -327,6 +327,7 @@
     }
     $("undo").disabled = state.undo.length === 0;
     renderLabels();
+    renderBoxButtons();
   }
 
   function setupAnnotator(study) {
@@ -356,15 +357,59 @@
     anno.on("updateAnnotation", () => recordChange());
     anno.on("deleteAnnotation", () => recordChange());
     anno.on("selectionChanged", (sel) => showEditor(sel && sel[0]));
+    showEditor(null);
     renderLabels();
+    renderBoxButtons();
   }
 
   function showEditor(a) {
     const editor = $("box-editor");
     editor.hidden = !a;
-    if (!a) return;
-    editor.dataset.id = a.id;
-    $("box-label").value = labelOf(a);
+    editor.dataset.id = a ? a.id : "";
+    if (a) $("box-label").value = labelOf(a);
+    document.querySelectorAll("#box-buttons button").forEach((b) => b.setAttribute("aria-pressed", String(!!a && b.dataset.id === a.id)));
+  }
+
+  function renderBoxButtons() {
+    // keyboard users pick a box here, then move/resize it with the arrow keys
+    const group = $("box-buttons");
+    group.textContent = "";
+    const selected = $("box-editor").dataset.id;
+    for (const a of state.anno.getAnnotations()) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.id = a.id;
+      b.textContent = labelOf(a);
+      if (labelOf(a).endsWith("_LDH")) b.className = "ldh";
+      b.setAttribute("aria-pressed", String(a.id === selected));
+      b.addEventListener("click", () => {
+        state.anno.setSelected(a.id);
+        showEditor(state.anno.getAnnotationById(a.id));
+      });
+      group.append(b);
+    }
+  }
+
+  function nudge(e) {
+    const id = $("box-editor").dataset.id;
+    const a = id && state.anno && state.anno.getAnnotationById(id);
+    const keys = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (!a || !keys[e.key] || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+    e.preventDefault();
+    const step = e.shiftKey ? 5 : 1;
+    const [dx, dy] = keys[e.key].map((v) => v * step);
+    const g = { ...a.target.selector.geometry };
+    const canvas = $("canvas");
+    if (e.altKey) {
+      g.w = Math.max(2, Math.min(canvas.width - g.x, g.w + dx));
+      g.h = Math.max(2, Math.min(canvas.height - g.y, g.h + dy));
+    } else {
+      g.x = Math.max(0, Math.min(canvas.width - g.w, g.x + dx));
+      g.y = Math.max(0, Math.min(canvas.height - g.h, g.y + dy));
+    }
+    g.bounds = { minX: g.x, minY: g.y, maxX: g.x + g.w, maxY: g.y + g.h };
+    state.anno.updateAnnotation({ ...a, target: { ...a.target, selector: { ...a.target.selector, geometry: g } } });
+    recordChange();
   }
 
   function renderLabels() {
@@ -429,12 +474,16 @@
       $("add-box").setAttribute("aria-pressed", String(on));
     });
     $("undo").addEventListener("click", undo);
-    document.addEventListener("keydown", (e) => {
+    // Capture phase on window: Annotorious has its own Ctrl+Z, which would undo a second time.
+    window.addEventListener("keydown", (e) => {
       if ((e.ctrlKey || e.metaKey) && e.key === "z" && !$("review").hidden) {
         e.preventDefault();
+        e.stopImmediatePropagation();
         undo();
+      } else if (!$("review").hidden) {
+        nudge(e);
       }
-    });
+    }, true);
     $("save").addEventListener("click", () => saveFeedback("corrections"));
     $("accept").addEventListener("click", () => saveFeedback("accept"));
     $("mask-toggle").addEventListener("change", draw);
@@ -454,6 +503,7 @@
     $("undo").disabled = state.undo.length === 0;
     showEditor(null);
     renderLabels();
+    renderBoxButtons();
   }
 
   async function saveFeedback(kind) {
