@@ -15,7 +15,7 @@ from conftest import REPO
 from devstack.stack import LocalStack
 from discscope.client import Client
 from discscope.dataset import find_cases
-from lambdas.shared import keys
+from lambdas.shared import keys, yolo
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -93,21 +93,22 @@ def test_upload_review_edit_save_reload(page, stack, phantom_dir):
     assert rows.count() >= 5
     assert page.locator("#study-status").inner_text().startswith("Done")
 
-    # select the L3-L4 box by clicking it, relabel it as herniated, move it right by dragging
-    target = next(a for a in annotations(page) if a["label"].startswith("L3-L4"))
+    # select a box the model called healthy, relabel it as herniated, move it right by dragging
+    target = next(a for a in annotations(page) if not a["label"].endswith("_LDH"))
+    level = target["label"]
     box = screen_box(page, target)
     page.mouse.click(box["x"] + box["w"] / 2, box["y"] + box["h"] / 2)
     page.wait_for_selector("#box-editor:not([hidden])")
-    page.select_option("#box-label", "L3-L4_LDH")
+    page.select_option("#box-label", f"{level}_LDH")
     page.mouse.move(box["x"] + box["w"] / 2, box["y"] + box["h"] / 2)
     page.mouse.down()
     page.mouse.move(box["x"] + box["w"] / 2 + 30, box["y"] + box["h"] / 2, steps=8)
     page.mouse.up()
     page.keyboard.press("Escape")
     moved = next(a for a in annotations(page) if a["id"] == target["id"])
-    assert moved["label"] == "L3-L4_LDH"
+    assert moved["label"] == f"{level}_LDH"
     assert moved["box"][0] > target["box"][0] + 3  # moved to the right
-    assert page.locator(".box-label.ldh", has_text="L3-L4_LDH").count() == 1
+    assert page.locator(".box-label.ldh", has_text=f"{level}_LDH").count() == 1
     shot(page, "3-edited")
 
     page.click("#save")
@@ -117,15 +118,15 @@ def test_upload_review_edit_save_reload(page, stack, phantom_dir):
 
     stored = Client(stack.gateway.api_url, stack.api_key).study(study_id)
     saved = {d["level"]: d for d in stored["reviewed_discs"]}
-    assert saved["L3-L4"]["herniated"] is True
-    assert saved["L3-L4"]["box"][0] == pytest.approx(moved["box"][0], abs=0.2)
+    assert saved[level]["herniated"] is True
+    assert saved[level]["box"][0] == pytest.approx(moved["box"][0], abs=0.2)
     text = boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=keys.corrected_key(study_id))["Body"].read().decode()
-    assert any(line.startswith("5 ") for line in text.splitlines())  # class 5 = L3-L4_LDH
+    assert any(line.startswith(f"{yolo.CLASSES.index(level + '_LDH')} ") for line in text.splitlines())
 
     page.reload()
     wait_review(page)
     again = {a["label"]: a for a in annotations(page)}
-    assert "L3-L4_LDH" in again and again["L3-L4_LDH"]["box"][0] == pytest.approx(moved["box"][0], abs=0.2)
+    assert f"{level}_LDH" in again and again[f"{level}_LDH"]["box"][0] == pytest.approx(moved["box"][0], abs=0.2)
     assert "reviewed" in page.locator("#study-status").inner_text()
 
 
