@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__, detection, metrics
-from .artifact import files_hash, save_model_dir
+from .artifact import files_hash, load_weights, resolve_model_dir, save_model_dir
 from .dataset import Case, find_cases, load_case
 from .levels import MASK_LEVELS
 from .models import HerniationNet, UNet2D, pick_device
@@ -208,40 +208,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return best_t
 
 
-def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
-    """Train the U-Net and the classifier; write model.pt + metadata.json into out_dir. Returns metadata."""
-    t_start = time.time()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    device = pick_device()
-    cases = find_cases(data_dirs)
-    if not cases:
-        raise ValueError(f"no cases (NAME.mha + NAME_mask.mha) in {', '.join(map(str, data_dirs))}")
-    data_hash = files_hash([p for c in cases for p in c.files()])
-    train_cases, val_cases = _split(cases, config.val_fraction, rng)
-    log(f"{len(cases)} cases from {len(data_dirs)} folder(s): {len(train_cases)} train, {len(val_cases)} validation; device {device}")
-
-    seg_train, disc_train, disc_by_source = _prepare(train_cases, Progress("load train", len(train_cases)))
-    seg_val_map, disc_val, _ = _prepare(val_cases, Progress("load validation", len(val_cases))) if val_cases else ({}, [], {})
-    seg_val = [s for slices in seg_val_map.values() for s in slices if s.mask.any()][:256]
-
-    unet = UNet2D(base=config.unet_base).to(device)
-    classifier = HerniationNet(width=config.cls_width).to(device)
-    if config.init_weights:
-        from .artifact import load_weights, resolve_model_dir
-
-        init_dir, tmp = resolve_model_dir(config.init_weights)
-        weights, _ = load_weights(init_dir)
-        unet = UNet2D(**weights["unet_config"]).to(device)
-        unet.load_state_dict(weights["unet"])
-        classifier = HerniationNet(**weights["classifier_config"]).to(device)
-        classifier.load_state_dict(weights["classifier"])
-        if tmp:
-            tmp.cleanup()
-
-    history: dict[str, list] = {"seg_loss": [], "seg_val_dice": [], "cls_loss": [], "cls_val_loss": []}
-    # --- segmentation ------------------------------------------------------------------------
+def _train_unet(unet: UNet2D, seg_train: dict[int, list[SegSlice]], seg_val: list[SegSlice], config: TrainConfig,
+                rng: np.random.Generator, device: torch.device, history: dict, log) -> float | None:
+    """Segmentation training with validation Dice early stopping; returns the best validation Dice."""
     seg_sources = sorted(seg_train)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.seg_iters, 1), pct_start=0.1)
@@ -277,8 +246,13 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
             progress.update(it, f"loss {running:.3f}")
     progress.close()
     seg_stop.restore()
+    return seg_stop.best_value
 
-    # --- herniation classifier ---------------------------------------------------------------
+
+def _train_classifier(classifier: HerniationNet, disc_train: list[DiscSample], disc_by_source: dict[int, list[DiscSample]],
+                      disc_val: list[DiscSample], config: TrainConfig, rng: np.random.Generator, device: torch.device,
+                      history: dict, log) -> tuple[torch.Tensor | None, np.ndarray]:
+    """Balanced classifier training with validation-loss early stopping; returns the validation crops and labels."""
     disc_sources = sorted(disc_by_source)
     positives = [d for d in disc_train if d.label == 1]
     negatives = [d for d in disc_train if d.label == 0]
@@ -317,6 +291,42 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
             progress.update(it, f"loss {loss.item():.3f}")
     progress.close()
     cls_stop.restore()
+    return val_x, val_y
+
+
+def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
+    """Train the U-Net and the classifier; write model.pt + metadata.json into out_dir. Returns metadata."""
+    t_start = time.time()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    device = pick_device()
+    cases = find_cases(data_dirs)
+    if not cases:
+        raise ValueError(f"no cases (NAME.mha + NAME_mask.mha) in {', '.join(map(str, data_dirs))}")
+    data_hash = files_hash([p for c in cases for p in c.files()])
+    train_cases, val_cases = _split(cases, config.val_fraction, rng)
+    log(f"{len(cases)} cases from {len(data_dirs)} folder(s): {len(train_cases)} train, {len(val_cases)} validation; device {device}")
+
+    seg_train, disc_train, disc_by_source = _prepare(train_cases, Progress("load train", len(train_cases)))
+    seg_val_map, disc_val, _ = _prepare(val_cases, Progress("load validation", len(val_cases))) if val_cases else ({}, [], {})
+    seg_val = [s for slices in seg_val_map.values() for s in slices if s.mask.any()][:256]
+
+    unet = UNet2D(base=config.unet_base).to(device)
+    classifier = HerniationNet(width=config.cls_width).to(device)
+    if config.init_weights:
+        init_dir, tmp = resolve_model_dir(config.init_weights)
+        weights, _ = load_weights(init_dir)
+        unet = UNet2D(**weights["unet_config"]).to(device)
+        unet.load_state_dict(weights["unet"])
+        classifier = HerniationNet(**weights["classifier_config"]).to(device)
+        classifier.load_state_dict(weights["classifier"])
+        if tmp:
+            tmp.cleanup()
+
+    history: dict[str, list] = {"seg_loss": [], "seg_val_dice": [], "cls_loss": [], "cls_val_loss": []}
+    best_dice = _train_unet(unet, seg_train, seg_val, config, rng, device, history, log)
+    val_x, val_y = _train_classifier(classifier, disc_train, disc_by_source, disc_val, config, rng, device, history, log)
 
     temperature, val_metrics = 1.0, {}
     if val_x is not None:
@@ -325,7 +335,7 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
         temperature = fit_temperature(vl, val_y)
         probs = 1 / (1 + np.exp(-vl / temperature))
         val_metrics = metrics.classification_metrics(val_y, probs, threshold=0.5)
-    val_metrics["seg_dice"] = None if seg_stop.best_value is None else round(seg_stop.best_value, 4)
+    val_metrics["seg_dice"] = None if best_dice is None else round(best_dice, 4)
 
     version = config.version or f"{data_hash[:8]}-s{config.seed}"
     weights = {
