@@ -120,7 +120,8 @@ class Gateway:
                 target = (gateway.web_root / path.lstrip("/")).resolve()
                 if path.endswith("/"):
                     target = target / "index.html"
-                if gateway.web_root not in target.parents and target != gateway.web_root or not target.is_file():
+                inside = target == gateway.web_root or gateway.web_root in target.parents  # no ../ escapes
+                if not inside or not target.is_file():
                     return self._send(404, b"not found", {"Content-Type": "text/plain"})
                 ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
                 self._send(200, target.read_bytes(), {"Content-Type": ctype, "Cache-Control": "no-cache"})

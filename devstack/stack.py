@@ -34,12 +34,12 @@ class LocalStack:
         self.state: StateDir | None = None
         self._saved_env = dict(os.environ)
         self._stop = threading.Event()
+        self.api_key = self._api_key()
 
-    @property
-    def api_key(self) -> str:
+    def _api_key(self) -> str:
         """Kept in the state folder so a restart does not invalidate clients' keys."""
         if not self.state_dir:
-            return self.__dict__.setdefault("_key", secrets.token_urlsafe(24))
+            return secrets.token_urlsafe(24)
         path = self.state_dir / "api_key"
         if not path.is_file():
             self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -181,3 +181,18 @@ def test_hostile_and_unicode_filenames(stack, client, phantom_dir, filename, key
     assert study["status"] == "SUCCEEDED"
     assert study["upload_key"] == f"uploads/{study['study_id']}/{key_name}"
     assert study["filename"] == filename
+
+
+def test_static_files_do_not_escape_the_web_folder(stack):
+    import http.client
+
+    host, port = stack.gateway.httpd.server_address[:2]
+    for path in ("/%2e%2e/%2e%2e/etc/passwd", "/../README.md", "/vendor/../../Makefile"):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 404, path
+        resp.read()
+        conn.close()
+    with urllib.request.urlopen(stack.gateway.url + "/vendor/annotorious/annotorious.js") as resp:
+        assert resp.status == 200

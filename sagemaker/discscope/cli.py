@@ -44,7 +44,7 @@ def cmd_train(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) if to_tar else out
         metadata = train(args.data, model_dir, config)
-        curves = (out.parent if to_tar else out) / ("training_curves.png" if not to_tar else out.name.replace(".tar.gz", "_curves.png"))
+        curves = out.with_name(out.name.replace(".tar.gz", "_curves.png")) if to_tar else out / "training_curves.png"
         plot_training_curves(metadata["history"], curves)
         if to_tar:
             pack(model_dir, out)
