@@ -294,8 +294,9 @@ def _train_classifier(classifier: HerniationNet, disc_train: list[DiscSample], d
     return val_x, val_y
 
 
-def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -> dict:
+def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig | None = None, log=print) -> dict:
     """Train the U-Net and the classifier; write model.pt + metadata.json into out_dir. Returns metadata."""
+    config = config or TrainConfig()
     t_start = time.time()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
