@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,8 @@ class LocalAws:
     def start(self, endpoint_url: str | None = None) -> "LocalAws":
         lambda_runtime.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        # metrics are off locally (no CloudWatch); powertools still warns on every empty flush
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.server.start()
         # Executing mode keeps its own backend: switch it on before creating state machines.
         req = urllib.request.Request(f"{self.url}/moto-api/config", method="POST",
