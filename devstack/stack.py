@@ -79,8 +79,9 @@ class LocalStack:
             studies += page
             if not cursor:
                 break
-        for study in studies:
-            if study["status"] in (UPLOADED, PROCESSING):
+        for listed in studies:
+            if listed["status"] in (UPLOADED, PROCESSING):
+                study = self.store.get(listed["study_id"])  # the list holds only its own fields
                 payload = {"study_id": study["study_id"], "bucket": self.aws.names.study_bucket, "key": study["upload_key"]}
                 try:
                     boto3.client("s3").head_object(Bucket=payload["bucket"], Key=payload["key"])

@@ -22,3 +22,25 @@ def test_state_survives_a_restart(baseline_model, tmp_path, phantom_dir):
         with urllib.request.urlopen(back["artifacts"]["overlay.png"]) as resp:
             assert resp.read()[:8] == b"\x89PNG\r\n\x1a\n"
         assert c.current_model()["model_version"]
+
+
+def test_restart_with_unfinished_studies(baseline_model, tmp_path, phantom_dir):
+    """A study registered but never uploaded is skipped; one uploaded but not yet run is run."""
+    import boto3
+
+    from lambdas.shared import keys
+
+    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as first:
+        c = Client(first.gateway.api_url, first.api_key)
+        never = c.create_study("never.mha", 100, "application/octet-stream")["study_id"]
+        pending = keys.new_study_id()
+        key = keys.upload_key(pending, "pending.mha")
+        first.store.create(pending, "pending.mha", key, "application/octet-stream", 1)
+        boto3.client("s3").put_bucket_notification_configuration(Bucket=first.aws.names.study_bucket,
+                                                                 NotificationConfiguration={})
+        boto3.client("s3").put_object(Bucket=first.aws.names.study_bucket, Key=key,
+                                      Body=find_cases([phantom_dir])[0].image_path.read_bytes())
+    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as second:
+        c = Client(second.gateway.api_url, second.api_key)
+        assert c.wait(pending, timeout=120)["status"] == "SUCCEEDED"
+        assert c.study(never)["status"] == "UPLOADED"
