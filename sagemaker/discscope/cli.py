@@ -35,15 +35,20 @@ def cmd_phantom(args) -> int:
 def cmd_train(args) -> int:
     from .artifact import pack
     from .evaluate import plot_training_curves
-    from .train import TrainConfig, train
+    from .train import TrainConfig, train, train_classifier
 
-    config = TrainConfig(seed=args.seed, seg_iters=args.seg_iters, cls_iters=args.cls_iters,
-                         init_weights=args.init, version=args.version)
+    config = TrainConfig(seed=args.seed, seg_iters=args.seg_iters, init_weights=args.init, version=args.version)
+    if args.cls_iters:
+        config.cls_iters = args.cls_iters
     out = Path(args.out)
     to_tar = out.name.endswith(".tar.gz")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) if to_tar else out
-        metadata = train(args.data, model_dir, config)
+        if args.classifier_only:
+            metadata = train_classifier(args.data, args.classifier_only, model_dir, feedback_dirs=args.feedback or [],
+                                        init=args.classifier_init, config=config)
+        else:
+            metadata = train(args.data, model_dir, config)
         curves = out.with_name(out.name.replace(".tar.gz", "_curves.png")) if to_tar else out / "training_curves.png"
         plot_training_curves(metadata["history"], curves)
         if to_tar:
@@ -209,9 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a folder, or a path ending in .tar.gz for a SageMaker artifact")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seg-iters", type=int, default=1000)
-    p.add_argument("--cls-iters", type=int, default=900)
+    p.add_argument("--cls-iters", type=int, help="classifier iterations (default: TrainConfig's, 3000)")
     p.add_argument("--init", help="start from this model (folder or model.tar.gz)")
     p.add_argument("--version", help="model version string (default: data hash + seed)")
+    p.add_argument("--classifier-only", metavar="BASE_MODEL",
+                   help="keep BASE_MODEL's U-Net and train only the herniation classifier (the retraining step)")
+    p.add_argument("--classifier-init", choices=("production", "scratch"), default="production",
+                   help="with --classifier-only: fine-tune BASE_MODEL's classifier or start anew")
+    p.add_argument("--feedback", nargs="*", help="with --classifier-only: folders written by preprocess_feedback.py")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a model on dataset folders")

@@ -89,6 +89,63 @@ def evaluate(model: str | Path | Predictor, data_dirs: list[str | Path], out_dir
     return result
 
 
+def score_discs(model: str | Path | Predictor, samples: list) -> np.ndarray:
+    """Calibrated herniation probabilities of a model for disc samples (ground-truth boxes)."""
+    from .train import crop
+
+    predictor = model if isinstance(model, Predictor) else Predictor(model)
+    crops = np.stack([crop(s) for s in samples]) if samples else np.zeros((0, 3, 64, 64), np.float32)
+    return np.concatenate([predictor.score_crops(crops[i : i + 256]) for i in range(0, len(crops), 256)] or [np.zeros(0)])
+
+
+def classifier_report(labels: np.ndarray, probs: np.ndarray, levels: list[str], threshold: float) -> dict:
+    """Herniation metrics overall and per level."""
+    levels_a = np.array(levels)
+    return metrics.classification_metrics(labels, probs, threshold) | {"per_level": {
+        lvl: metrics.classification_metrics(labels[levels_a == lvl], probs[levels_a == lvl], threshold)
+        for lvl in sorted(set(levels))}}
+
+
+def compare_models(candidate: str | Path, production: str | Path, data_dirs: list[str | Path],
+                   out_dir: str | Path | None = None) -> dict:
+    """Candidate vs production herniation scoring on one fixed evaluation set (the pipeline's Evaluate step).
+
+    Both models are scored on the discs' ground-truth boxes on the key slice: retraining changes
+    only the classifier, so this isolates what changed; detection is shared and scored elsewhere.
+    `improvement` holds candidate minus production. The `binary_classification_metrics` block is
+    SageMaker's model-quality format for the Model Registry's ModelMetrics.
+    """
+    from .artifact import files_hash
+    from .train import disc_samples
+
+    cases = find_cases(data_dirs)
+    if not cases:
+        raise ValueError(f"no evaluation cases in {', '.join(map(str, data_dirs))}")
+    samples = disc_samples(cases, Progress("load eval set", len(cases)))
+    labels = np.array([s.label for s in samples])
+    levels = [s.level for s in samples]
+    report: dict = {"eval_set": {"folders": [str(d) for d in data_dirs], "cases": len(cases), "discs": len(samples),
+                                 "positives": int(labels.sum()), "hash": files_hash([p for c in cases for p in c.files()])}}
+    probs = {}
+    for role, path in (("candidate", candidate), ("production", production)):
+        predictor = Predictor(path)
+        probs[role] = score_discs(predictor, samples)
+        report[role] = {"version": predictor.version} | classifier_report(labels, probs[role], levels, predictor.threshold)
+    c, p = report["candidate"], report["production"]
+    report["improvement"] = {k: round((c[k] or 0.0) - (p[k] or 0.0), 4) for k in ("auc", "sensitivity", "specificity", "ece")}
+    report["binary_classification_metrics"] = {
+        name: {"value": c[key], "standard_deviation": "NaN"}
+        for name, key in (("auc", "auc"), ("recall", "sensitivity"), ("true_negative_rate", "specificity"))}
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+        if len(np.unique(labels)) == 2:
+            plot_roc(labels, probs, out / "roc.png", title="Herniation ROC: candidate vs production")
+            plot_calibration(labels, probs["candidate"], out / "calibration.png")
+    return report
+
+
 def _pyplot():
     import matplotlib
 
@@ -98,11 +155,14 @@ def _pyplot():
     return plt
 
 
-def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path, title: str = "Herniation ROC") -> None:
+def plot_roc(labels: np.ndarray, probs: np.ndarray | dict[str, np.ndarray], path: Path, title: str = "Herniation ROC") -> None:
+    """One ROC curve, or one per named model (`probs` as {name: probabilities})."""
     plt = _pyplot()
-    fpr, tpr = metrics.roc_curve(labels, probs)
+    curves = probs if isinstance(probs, dict) else {"": probs}
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
-    ax.plot(fpr, tpr, lw=2, label=f"AUC {metrics.auc(labels, probs):.3f}")
+    for name, p in curves.items():
+        fpr, tpr = metrics.roc_curve(labels, p)
+        ax.plot(fpr, tpr, lw=2, label=f"{name} AUC {metrics.auc(labels, p):.3f}".strip())
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
@@ -131,13 +191,14 @@ def plot_training_curves(history: dict, path: Path) -> None:
     for key in ("seg_loss", "seg_val_dice"):
         if history.get(key):
             axes[0].plot(*zip(*history[key]), label=key)
-    for key in ("cls_loss", "cls_val_loss"):
+    for key in ("cls_loss", "cls_val_loss", "cls_val_auc"):
         if history.get(key):
             axes[1].plot(*zip(*history[key]), label=key)
     axes[0].set(title="U-Net", xlabel="iteration")
     axes[1].set(title="herniation classifier", xlabel="iteration")
     for ax in axes:
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

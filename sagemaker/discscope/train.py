@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from . import __version__, detection, metrics
 from .artifact import files_hash, load_weights, resolve_model_dir, save_model_dir
 from .dataset import Case, find_cases, load_case
+from .feedback import DiscSample, disc_window, load_samples
 from .levels import MASK_LEVELS
 from .models import HerniationNet, UNet2D, pick_device
 from .preprocess import Grid, normalize, resize_stack
@@ -26,7 +28,7 @@ from .progress import Progress
 class TrainConfig:
     seed: int = 0
     seg_iters: int = 1000
-    cls_iters: int = 900
+    cls_iters: int = 3000
     seg_batch: int = 12
     cls_batch: int = 48
     patch: int = 128
@@ -35,7 +37,9 @@ class TrainConfig:
     lr: float = 2e-3
     val_fraction: float = 0.15
     eval_every: int = 100
-    patience: int = 4  # evaluations without improvement before stopping
+    patience: int = 4  # U-Net evaluations without improvement before stopping
+    cls_eval_every: int = 150
+    cls_patience: int = 8  # classifier AUC is noisier on a small validation set: wait longer
     init_weights: str | None = None  # start from an existing model folder/tar (fine-tuning)
     version: str | None = None
     extra: dict = field(default_factory=dict)
@@ -45,14 +49,6 @@ class TrainConfig:
 class SegSlice:
     image: np.ndarray  # float16 model-grid slice
     mask: np.ndarray  # uint8 binary
-
-
-@dataclass
-class DiscSample:
-    stack: np.ndarray  # float16 (3 slices around key) on the input grid, full slice
-    box: tuple[int, int, int, int]
-    label: int
-    slice_mm: float
 
 
 class EarlyStopping:
@@ -90,37 +86,51 @@ def _split(cases: list[Case], fraction: float, rng: np.random.Generator) -> tupl
     return train, val
 
 
-def _prepare(cases: list[Case], progress: Progress | None) -> tuple[dict[int, list[SegSlice]], list[DiscSample], dict[int, list[DiscSample]]]:
+def _prepare(cases: list[Case], progress: Progress | None, segmentation: bool = True
+             ) -> tuple[dict[int, list[SegSlice]], list[DiscSample], dict[int, list[DiscSample]]]:
+    """Segmentation slices (unless `segmentation` is off) and labelled disc samples of the cases."""
     seg: dict[int, list[SegSlice]] = {}
     discs_by_source: dict[int, list[DiscSample]] = {}
     all_discs: list[DiscSample] = []
     for i, case in enumerate(cases):
         volume, mask, labels = load_case(case)
         norm = normalize(volume.array)
-        grid = Grid.for_slices(volume.shape[1:], volume.spacing[1], volume.spacing[2])
-        img = grid.to_model(norm).astype(np.float16)
-        h, w = grid.model_shape
-        ph, pw = grid.padded_shape
-        m = resize_stack((mask > 0).astype(np.uint8), h, w, cv2.INTER_NEAREST)
-        m = np.pad(m, ((0, 0), (0, ph - h), (0, pw - w)))
-        has = m.reshape(len(m), -1).any(axis=1)
-        for s in range(len(img)):
-            # every slice with disc, and the disc-free ones too (fewer): the net must learn "no disc"
-            if has[s] or s % 3 == 0:
-                seg.setdefault(case.source, []).append(SegSlice(img[s], m[s]))
+        if segmentation:
+            grid = Grid.for_slices(volume.shape[1:], volume.spacing[1], volume.spacing[2])
+            img = grid.to_model(norm).astype(np.float16)
+            h, w = grid.model_shape
+            ph, pw = grid.padded_shape
+            m = resize_stack((mask > 0).astype(np.uint8), h, w, cv2.INTER_NEAREST)
+            m = np.pad(m, ((0, 0), (0, ph - h), (0, pw - w)))
+            has = m.reshape(len(m), -1).any(axis=1)
+            for s in range(len(img)):
+                # every slice with disc, and the disc-free ones too (fewer): the net must learn "no disc"
+                if has[s] or s % 3 == 0:
+                    seg.setdefault(case.source, []).append(SegSlice(img[s], m[s]))
         k = detection.key_slice(mask)
-        off = detection.neighbour_offset(volume.spacing[0])
-        idx = [min(max(k + d, 0), len(norm) - 1) for d in (-off, 0, off)]
         for value, (box, _area) in detection.boxes_on_slice(mask, k).items():
             level = MASK_LEVELS[value]
             if level not in labels:
                 continue
-            sample = DiscSample(norm[idx].astype(np.float16), box, int(labels[level]), volume.spacing[0])
+            stack, window_box = disc_window(norm, k, box, volume.spacing[0])
+            sample = DiscSample(stack, window_box, int(labels[level]), volume.spacing[0], level)
             discs_by_source.setdefault(case.source, []).append(sample)
             all_discs.append(sample)
         if progress:
             progress.update(i + 1)
+    if progress:
+        progress.close()
     return seg, all_discs, discs_by_source
+
+
+def disc_samples(cases: list[Case], progress: Progress | None = None) -> list[DiscSample]:
+    """The labelled discs (key slice, ground-truth boxes) of dataset cases: the classifier's view of them."""
+    return _prepare(cases, progress, segmentation=False)[1]
+
+
+def crop(sample: DiscSample) -> np.ndarray:
+    """The classifier's (3, 64, 64) input for a sample, as at inference (no augmentation)."""
+    return _crop(sample, None)
 
 
 def _augment_slice(img: np.ndarray, mask: np.ndarray, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +194,7 @@ def _crop(sample: DiscSample, rng: np.random.Generator | None) -> np.ndarray:
     jitter = None
     if rng is not None:
         jitter = np.array([rng.uniform(-0.06, 0.06), rng.uniform(-0.06, 0.06), rng.uniform(0.85, 1.15)])
-    # The stored stack is already (k - off, k, k + off): crop with offset 1 around its middle.
+    # The stored window is already (k - off, k, k + off): crop with offset 1 around its middle.
     crop = detection.crop_disc(sample.stack.astype(np.float32), 1, sample.box, slice_mm=detection.NEIGHBOUR_MM, jitter=jitter)
     if rng is not None:
         crop = np.stack([_augment_intensity(c, rng) for c in crop]) if rng.random() < 0.8 else crop
@@ -249,18 +259,26 @@ def _train_unet(unet: UNet2D, seg_train: dict[int, list[SegSlice]], seg_val: lis
     return seg_stop.best_value
 
 
+def _classifier_score(val_y: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+    """(selection score, validation loss): AUC first (the target), loss only to break ties."""
+    val_loss = float(np.mean(np.logaddexp(0, logits) - val_y * logits))
+    auc = metrics.auc(val_y, logits)
+    return (auc if auc is not None else 0.0) - 1e-3 * val_loss, val_loss
+
+
 def _train_classifier(classifier: HerniationNet, disc_train: list[DiscSample], disc_by_source: dict[int, list[DiscSample]],
                       disc_val: list[DiscSample], config: TrainConfig, rng: np.random.Generator, device: torch.device,
-                      history: dict, log) -> tuple[torch.Tensor | None, np.ndarray]:
-    """Balanced classifier training with validation-loss early stopping; returns the validation crops and labels."""
+                      history: dict, log, lr: float | None = None) -> tuple[torch.Tensor | None, np.ndarray]:
+    """Balanced classifier training; keeps the weights with the best validation AUC. Returns the validation crops and labels."""
+    lr = lr or config.lr
     disc_sources = sorted(disc_by_source)
     positives = [d for d in disc_train if d.label == 1]
     negatives = [d for d in disc_train if d.label == 0]
-    opt = torch.optim.AdamW(classifier.parameters(), lr=config.lr, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.cls_iters, 1), pct_start=0.1)
+    opt = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(config.cls_iters, 1), pct_start=0.1)
     val_x = torch.from_numpy(np.stack([_crop(d, None) for d in disc_val])).to(device) if disc_val else None
     val_y = np.array([d.label for d in disc_val], np.float32)
-    cls_stop = EarlyStopping(classifier, config.patience, higher_is_better=False)
+    cls_stop = EarlyStopping(classifier, config.cls_patience, higher_is_better=True)
     progress = Progress("train classifier", config.cls_iters)
     for it in range(1, config.cls_iters + 1 if positives and negatives else 1):
         batch = []
@@ -276,15 +294,16 @@ def _train_classifier(classifier: HerniationNet, disc_train: list[DiscSample], d
         loss.backward()
         opt.step()
         sched.step()
-        if (it % config.eval_every == 0 or it == config.cls_iters) and val_x is not None:
+        if (it % config.cls_eval_every == 0 or it == config.cls_iters) and val_x is not None:
             classifier.eval()
             with torch.inference_mode():
                 vl = classifier(val_x).cpu().numpy()
-            val_loss = float(np.mean(np.logaddexp(0, vl) - val_y * vl))
+            score, val_loss = _classifier_score(val_y, vl)
             history["cls_loss"].append([it, round(loss.item(), 4)])
             history["cls_val_loss"].append([it, round(val_loss, 4)])
-            progress.update(it, f"loss {loss.item():.3f} val loss {val_loss:.3f}")
-            if cls_stop.update(val_loss):
+            history.setdefault("cls_val_auc", []).append([it, round(score + 1e-3 * val_loss, 4)])
+            progress.update(it, f"loss {loss.item():.3f} val loss {val_loss:.3f} val AUC {score + 1e-3 * val_loss:.3f}")
+            if cls_stop.update(score):
                 log(f"classifier: early stop at iteration {it}")
                 break
         elif it % 10 == 0:
@@ -294,10 +313,18 @@ def _train_classifier(classifier: HerniationNet, disc_train: list[DiscSample], d
     return val_x, val_y
 
 
-def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig | None = None, log=print) -> dict:
-    """Train the U-Net and the classifier; write model.pt + metadata.json into out_dir. Returns metadata."""
-    config = config or TrainConfig()
-    t_start = time.time()
+def _calibrate(classifier: HerniationNet, val_x: torch.Tensor | None, val_y: np.ndarray) -> tuple[float, dict]:
+    """Temperature on the validation crops, and the calibrated validation metrics."""
+    if val_x is None:
+        return 1.0, {}
+    with torch.inference_mode():
+        vl = classifier(val_x).cpu().numpy()
+    temperature = fit_temperature(vl, val_y)
+    probs = 0.5 * (1 + np.tanh(vl / (2 * temperature)))  # the logistic function, without exp overflow
+    return temperature, metrics.classification_metrics(val_y, probs, threshold=0.5)
+
+
+def _setup(config: TrainConfig, data_dirs: list[str | Path], log) -> tuple[np.random.Generator, torch.device, list[Case], str]:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -305,7 +332,14 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
     cases = find_cases(data_dirs)
     if not cases:
         raise ValueError(f"no cases (NAME.mha + NAME_mask.mha) in {', '.join(map(str, data_dirs))}")
-    data_hash = files_hash([p for c in cases for p in c.files()])
+    return rng, device, cases, files_hash([p for c in cases for p in c.files()])
+
+
+def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig | None = None, log=print) -> dict:
+    """Train the U-Net and the classifier; write model.pt + metadata.json into out_dir. Returns metadata."""
+    config = config or TrainConfig()
+    t_start = time.time()
+    rng, device, cases, data_hash = _setup(config, data_dirs, log)
     train_cases, val_cases = _split(cases, config.val_fraction, rng)
     log(f"{len(cases)} cases from {len(data_dirs)} folder(s): {len(train_cases)} train, {len(val_cases)} validation; device {device}")
 
@@ -316,52 +350,106 @@ def train(data_dirs: list[str | Path], out_dir: str | Path, config: TrainConfig 
     unet = UNet2D(base=config.unet_base).to(device)
     classifier = HerniationNet(width=config.cls_width).to(device)
     if config.init_weights:
-        init_dir, tmp = resolve_model_dir(config.init_weights)
-        weights, _ = load_weights(init_dir)
-        unet = UNet2D(**weights["unet_config"]).to(device)
-        unet.load_state_dict(weights["unet"])
-        classifier = HerniationNet(**weights["classifier_config"]).to(device)
-        classifier.load_state_dict(weights["classifier"])
-        if tmp:
-            tmp.cleanup()
+        unet, classifier, _ = _load_networks(config.init_weights, device)
 
     history: dict[str, list] = {"seg_loss": [], "seg_val_dice": [], "cls_loss": [], "cls_val_loss": []}
     best_dice = _train_unet(unet, seg_train, seg_val, config, rng, device, history, log)
     val_x, val_y = _train_classifier(classifier, disc_train, disc_by_source, disc_val, config, rng, device, history, log)
-
-    temperature, val_metrics = 1.0, {}
-    if val_x is not None:
-        with torch.inference_mode():
-            vl = classifier(val_x).cpu().numpy()
-        temperature = fit_temperature(vl, val_y)
-        probs = 1 / (1 + np.exp(-vl / temperature))
-        val_metrics = metrics.classification_metrics(val_y, probs, threshold=0.5)
+    temperature, val_metrics = _calibrate(classifier, val_x, val_y)
     val_metrics["seg_dice"] = None if best_dice is None else round(best_dice, 4)
 
     version = config.version or f"{data_hash[:8]}-s{config.seed}"
-    weights = {
-        "unet": unet.state_dict(), "unet_config": {"base": config.unet_base},
-        "classifier": classifier.state_dict(), "classifier_config": {"width": config.cls_width},
-        "temperature": temperature, "threshold": 0.5, "seg_threshold": 0.5,
-    }
-    if config.init_weights:
-        weights["unet_config"] = {"base": unet.encoders[0][0].out_channels}
-        weights["classifier_config"] = {"width": classifier.features[0].out_channels}
     metadata = {
         "version": version,
-        "discscope_version": __version__,
         "data_hash": data_hash,
         "data": {"folders": [str(d) for d in data_dirs], "cases": len(cases),
                  "train_cases": [c.name for c in train_cases], "val_cases": [c.name for c in val_cases]},
-        "config": {k: v for k, v in asdict(config).items() if k != "extra"} | config.extra,
-        "calibration": {"method": "temperature", "temperature": round(temperature, 4)},
-        "threshold": 0.5,
         "metrics": {"validation": val_metrics},
         "history": history,
         "train_seconds": round(time.time() - t_start, 1),
+    }
+    return _save(out_dir, unet, classifier, temperature, config, device, metadata, log)
+
+
+def train_classifier(data_dirs: list[str | Path], base_model: str | Path, out_dir: str | Path,
+                     feedback_dirs: list[str | Path] = (), init: str = "production",
+                     config: TrainConfig | None = None, log=print) -> dict:
+    """Retrain only the herniation classifier (the retraining pipeline's TrainClassifier step).
+
+    The U-Net is taken unchanged from `base_model` (the production model). The classifier starts
+    from the production weights (`init="production"`, fine-tuned at a quarter of the learning
+    rate) or anew (`init="scratch"`), and learns from the dataset folders' discs plus the feedback
+    samples, which are drawn as one more source folder: feedback weighs as much as each data set.
+    Validation (early stopping, temperature) uses held-out cases of the dataset folders only.
+    """
+    if init not in ("production", "scratch"):
+        raise ValueError(f"init must be 'production' or 'scratch', not {init!r}")
+    config = config or TrainConfig()
+    t_start = time.time()
+    rng, device, cases, data_hash = _setup(config, data_dirs, log)
+    unet, classifier, parent = _load_networks(base_model, device)
+    if init == "scratch":
+        classifier = HerniationNet(width=config.cls_width).to(device)
+    feedback = [s for d in feedback_dirs for s in load_samples(d)]
+    feedback_hash = files_hash([p for d in feedback_dirs for p in Path(d).rglob("*") if p.is_file()]) if feedback else None
+    train_cases, val_cases = _split(cases, config.val_fraction, rng)
+    log(f"{len(cases)} cases ({len(train_cases)} train, {len(val_cases)} validation) + {len(feedback)} feedback discs; "
+        f"classifier from {init}; device {device}")
+    _, disc_train, disc_by_source = _prepare(train_cases, Progress("load train", len(train_cases)), segmentation=False)
+    _, disc_val, _ = _prepare(val_cases, Progress("load validation", len(val_cases)), segmentation=False) if val_cases else ({}, [], {})
+    if feedback:
+        disc_by_source[max(disc_by_source, default=-1) + 1] = feedback
+        disc_train = disc_train + feedback
+
+    history: dict[str, list] = {"cls_loss": [], "cls_val_loss": []}
+    lr = config.lr / 4 if init == "production" else config.lr
+    val_x, val_y = _train_classifier(classifier, disc_train, disc_by_source, disc_val, config, rng, device, history, log, lr=lr)
+    temperature, val_metrics = _calibrate(classifier, val_x, val_y)
+    data_hash = hashlib.sha256(f"{parent.get('version')}|{data_hash}|{feedback_hash}|{init}".encode()).hexdigest()
+    metadata = {
+        "version": config.version or f"{data_hash[:8]}-s{config.seed}",
+        "data_hash": data_hash,
+        "parent_version": parent.get("version"),
+        "retrain": {"init": init, "feedback_discs": len(feedback),
+                    "feedback_positives": sum(s.label for s in feedback), "feedback_hash": feedback_hash},
+        "data": {"folders": [str(d) for d in data_dirs], "cases": len(cases), "feedback_folders": [str(d) for d in feedback_dirs],
+                 "train_cases": [c.name for c in train_cases], "val_cases": [c.name for c in val_cases]},
+        "metrics": {"validation": val_metrics | {"seg_dice": parent.get("metrics", {}).get("validation", {}).get("seg_dice")}},
+        "history": history,
+        "train_seconds": round(time.time() - t_start, 1),
+    }
+    return _save(out_dir, unet, classifier, temperature, config, device, metadata, log)
+
+
+def _load_networks(model: str | Path, device: torch.device) -> tuple[UNet2D, HerniationNet, dict]:
+    model_dir, tmp = resolve_model_dir(model)
+    try:
+        weights, metadata = load_weights(model_dir)
+    finally:
+        if tmp:
+            tmp.cleanup()
+    unet = UNet2D(**weights["unet_config"]).to(device)
+    unet.load_state_dict(weights["unet"])
+    classifier = HerniationNet(**weights["classifier_config"]).to(device)
+    classifier.load_state_dict(weights["classifier"])
+    return unet, classifier, metadata
+
+
+def _save(out_dir: str | Path, unet: UNet2D, classifier: HerniationNet, temperature: float, config: TrainConfig,
+          device: torch.device, metadata: dict, log) -> dict:
+    weights = {
+        "unet": unet.state_dict(), "unet_config": {"base": unet.encoders[0][0].out_channels},
+        "classifier": classifier.state_dict(), "classifier_config": {"width": classifier.features[0].out_channels},
+        "temperature": temperature, "threshold": 0.5, "seg_threshold": 0.5,
+    }
+    metadata = metadata | {
+        "discscope_version": __version__,
+        "config": {k: v for k, v in asdict(config).items() if k != "extra"} | config.extra,
+        "calibration": {"method": "temperature", "temperature": round(temperature, 4)},
+        "threshold": 0.5,
         "torch": torch.__version__,
         "device": str(device),
     }
     save_model_dir(out_dir, weights, metadata)
-    log(f"wrote {out_dir} (version {version}) in {metadata['train_seconds']} s: {val_metrics}")
+    log(f"wrote {out_dir} (version {metadata['version']}) in {metadata['train_seconds']} s: {metadata['metrics']['validation']}")
     return metadata
