@@ -22,7 +22,9 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from devstack import lambda_runtime
-from lambdas import api, ingest, workflow
+from lambdas import api, deploy_model, ingest, retrain_trigger, workflow
+from lambdas.shared.events import ENDPOINT_STATE, FEEDBACK_SAVED, PACKAGE_STATE, PIPELINE_STATUS, SCHEDULED, eventbridge_events
+from lambdas.shared.settings import Settings
 from lambdas.shared.store import LIST_FIELDS, LIST_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +41,17 @@ WORKFLOW_FUNCTIONS = {
 }
 
 
-EVENT_QUEUE = "discscope-events"
-EVENT_RULE = "discscope-feedback-saved"
+# EventBridge rule -> (pattern, the function it invokes). moto cannot target Lambdas from rules:
+# each rule delivers to its function's SQS queue, whose event-source mapping invokes the function.
+RETRAIN_FUNCTION, DEPLOY_FUNCTION = "discscope-retrain-trigger", "discscope-deploy-model"
+EVENT_RULES = {
+    "discscope-feedback-saved": ({"source": ["discscope.api"], "detail-type": [FEEDBACK_SAVED]}, RETRAIN_FUNCTION),
+    "discscope-retrain-schedule": ({"source": ["aws.events"], "detail-type": [SCHEDULED]}, RETRAIN_FUNCTION),
+    "discscope-pipeline-status": ({"source": ["aws.sagemaker"], "detail-type": [PIPELINE_STATUS]}, RETRAIN_FUNCTION),
+    "discscope-model-approved": ({"source": ["aws.sagemaker"], "detail-type": [PACKAGE_STATE],
+                                  "detail": {"ModelApprovalStatus": ["Approved"]}}, DEPLOY_FUNCTION),
+    "discscope-endpoint-state": ({"source": ["aws.sagemaker"], "detail-type": [ENDPOINT_STATE]}, DEPLOY_FUNCTION),
+}
 
 
 def reset_clients() -> None:
@@ -48,6 +59,8 @@ def reset_clients() -> None:
     workflow.default_deps.cache_clear()
     ingest._clients.cache_clear()
     api.default_deps.cache_clear()
+    retrain_trigger.default_deps.cache_clear()
+    deploy_model.default_deps.cache_clear()
 
 
 def free_port() -> int:
@@ -63,6 +76,8 @@ class Names:
     idempotency_table: str = "discscope-idempotency"
     state_machine: str = "StudyWorkflow"
     endpoint: str = "discscope"
+    model_bucket: str = "discscope-models"
+    package_group: str = "discscope"
 
 
 def render_definition(arns: dict[str, str]) -> str:
@@ -86,7 +101,10 @@ class LocalAws:
         self.state_machine_arn = ""
         self.ingest_arn = ""
         self.api_function = ""
-        self.event_queue_url = ""
+        self.event_queues: dict[str, str] = {}
+        # set by the stack: how the local pipeline starts and how the endpoint switches models
+        self.start_pipeline = None
+        self.switch_endpoint = None
 
     @property
     def url(self) -> str:
@@ -100,6 +118,12 @@ class LocalAws:
             "STUDY_BUCKET": self.names.study_bucket, "STUDY_TABLE": self.names.table,
             "IDEMPOTENCY_TABLE": self.names.idempotency_table, "ENDPOINT_NAME": self.names.endpoint,
             "STATE_MACHINE_ARN": self.state_machine_arn,
+            "MODEL_BUCKET": self.names.model_bucket, "MODEL_PACKAGE_GROUP": self.names.package_group,
+            "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/discscope-local",
+            "ENDPOINT_INSTANCE_TYPE": "ml.g4dn.xlarge",  # moto's instance-type list predates ml.g5
+            # locally a candidate that passed the check is deployed at once unless asked otherwise
+            "RETRAIN_APPROVAL": os.environ.get("RETRAIN_APPROVAL", "auto"),
+            "RETRAIN_MIN_FEEDBACK": os.environ.get("RETRAIN_MIN_FEEDBACK", "20"),
             # no X-Ray or CloudWatch here: tracing off, metrics (EMF lines on stdout) off
             "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "DiscScope",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -144,18 +168,32 @@ class LocalAws:
         self.connect_uploads()
         self.api_function = "discscope-api"
         self._create_function(self.api_function, api.handler)
+        self._create_function(RETRAIN_FUNCTION, self._retrain_handler)
+        self._create_function(DEPLOY_FUNCTION, self._deploy_handler)
         self._events()
 
+    # The two MLOps functions run their plain on_event with the local stand-ins for the pipeline
+    # start (runs the steps here) and the endpoint update (moto has no UpdateEndpoint).
+    def _retrain_handler(self, event: dict, context) -> list[dict]:
+        base = retrain_trigger.default_deps()
+        deps = retrain_trigger.Deps(base.store, base.sagemaker, Settings.from_env(), start=self.start_pipeline)
+        return [retrain_trigger.on_event(e, deps) for e in eventbridge_events(event)]
+
+    def _deploy_handler(self, event: dict, context) -> list[dict]:
+        base = deploy_model.default_deps()
+        deps = deploy_model.Deps(base.store, base.sagemaker, Settings.from_env(), switch=self.switch_endpoint)
+        return [deploy_model.on_event(e, deps) for e in eventbridge_events(event)]
+
     def _events(self) -> None:
-        """EventBridge rules cannot target Lambdas in moto: they deliver to an SQS queue that the
-        dispatcher drains into the right handler."""
-        sqs = boto3.client("sqs")
-        queue_url = sqs.create_queue(QueueName=EVENT_QUEUE)["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events = boto3.client("events")
-        events.put_rule(Name=EVENT_RULE, EventPattern=json.dumps({"source": ["discscope.api"], "detail-type": ["FeedbackSaved"]}))
-        events.put_targets(Rule=EVENT_RULE, Targets=[{"Id": "queue", "Arn": queue_arn}])
-        self.event_queue_url = queue_url
+        sqs, events, lam = boto3.client("sqs"), boto3.client("events"), boto3.client("lambda")
+        for function in sorted({target for _, target in EVENT_RULES.values()}):
+            url = sqs.create_queue(QueueName=f"{function}-events")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=function, BatchSize=1, Enabled=True)
+            self.event_queues[function] = arn
+        for rule, (pattern, function) in EVENT_RULES.items():
+            events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": self.event_queues[function]}])
 
     def connect_uploads(self) -> None:
         """The S3 ObjectCreated (uploads/) -> ingest trigger."""
@@ -168,6 +206,9 @@ class LocalAws:
     def _storage(self) -> None:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=self.names.study_bucket)
+        s3.create_bucket(Bucket=self.names.model_bucket)
+        boto3.client("sagemaker").create_model_package_group(
+            ModelPackageGroupName=self.names.package_group, ModelPackageGroupDescription="DiscScope models")
         s3.put_bucket_cors(Bucket=self.names.study_bucket, CORSConfiguration={"CORSRules": [
             {"AllowedMethods": ["GET", "POST", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3000}]})
         ddb = boto3.client("dynamodb")

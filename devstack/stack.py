@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,10 @@ import boto3
 
 from devstack.aws import REPO, LocalAws
 from devstack.gateway import Gateway
+from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult
+from devstack.retrain_data import RetrainData
 from devstack.state import StateDir
+from discscope.artifact import pack
 from discscope.server import EndpointServer
 from lambdas.shared.store import PROCESSING, UPLOADED, StudyStore
 
@@ -24,7 +28,9 @@ DEFAULT_STATE = REPO / ".devstack"
 
 class LocalStack:
     def __init__(self, model: str | Path, state_dir: Path | None = DEFAULT_STATE, api_port: int = 0,
-                 endpoint_port: int = 0, aws_port: int | None = None, snapshot_every_s: float = 30.0):
+                 endpoint_port: int = 0, aws_port: int | None = None, snapshot_every_s: float = 30.0,
+                 retrain_data: RetrainData | None = None, pipeline_overrides: dict | None = None,
+                 settings: dict[str, str] | None = None):
         self.model = model
         self.state_dir = Path(state_dir) if state_dir else None
         self.api_port, self.endpoint_port, self.snapshot_every_s = api_port, endpoint_port, snapshot_every_s
@@ -35,6 +41,13 @@ class LocalStack:
         self._saved_env = dict(os.environ)
         self._stop = threading.Event()
         self.api_key = self._api_key()
+        self.work_dir = (self.state_dir or Path(tempfile.mkdtemp(prefix="discscope-stack-"))) / "pipeline"
+        self.retrain_data = retrain_data or RetrainData(self.work_dir.parent / "datasets")
+        self.runs: dict[str, RunResult] = {}
+        self.pipeline_overrides = pipeline_overrides or {}  # e.g. fewer training iterations in tests
+        self.settings = settings or {}  # Lambda settings (e.g. RETRAIN_MIN_FEEDBACK) for this stack
+        self._run_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
 
     def _api_key(self) -> str:
         """Kept in the state folder so a restart does not invalidate clients' keys."""
@@ -51,6 +64,7 @@ class LocalStack:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         self.endpoint = EndpointServer(self.model, port=self.endpoint_port).start()
         self.aws.start(endpoint_url=self.endpoint.url)
+        os.environ.update(self.settings)
         restored = {}
         if self.state_dir:
             names = self.aws.names
@@ -59,16 +73,115 @@ class LocalStack:
         else:
             self.aws.provision()
         self.store = StudyStore(boto3.resource("dynamodb").Table(self.aws.names.table))
-        predictor = self.endpoint.model_host.predictor
-        self.store.set_current_model(predictor.version, source=str(self.model),
-                                     metrics=predictor.metadata.get("metrics", {}))
+        self._deploy_initial_model()
+        self.aws.start_pipeline, self.aws.switch_endpoint = self._start_pipeline, self._switch_endpoint
         self._resume_unfinished()
         self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port).start()
+        self._write_stack_file()
         if self.state and self.snapshot_every_s:
             threading.Thread(target=self._snapshots, name="snapshots", daemon=True).start()
         if restored.get("items"):
             log.info("restored %s objects and %s items from %s", restored["objects"], restored["items"], self.state_dir)
         return self
+
+    # -- models: what the CDK's inference stack and the deploy Lambda do in AWS -----------------------
+    def _deploy_initial_model(self) -> None:
+        """The served model as a SageMaker artifact in the model bucket, a Model, an EndpointConfig
+        and the Endpoint in moto, and the current-model record (unless a restored one says otherwise)."""
+        predictor = self.endpoint.model_host.predictor
+        current = self.store.current_model()
+        if current and current.get("model_version") != predictor.version and current.get("model_data_url"):
+            # a promoted model survived the restart: serve it again
+            self._switch_endpoint(self.aws.names.endpoint, current.get("endpoint_config", "restored"), {},
+                                  {"InferenceSpecification": {"Containers": [{"ModelDataUrl": current["model_data_url"]}]}},
+                                  create=True)
+            return
+        key = f"models/{predictor.version}/model.tar.gz"
+        with tempfile.TemporaryDirectory() as tmp:
+            tar = pack(Path(self.model), Path(tmp) / "model.tar.gz") if Path(self.model).is_dir() else Path(self.model)
+            boto3.client("s3").upload_file(str(tar), self.aws.names.model_bucket, key)
+        url = f"s3://{self.aws.names.model_bucket}/{key}"
+        name = f"discscope-{predictor.version}"
+        sm = boto3.client("sagemaker")
+        sm.create_model(ModelName=name, ExecutionRoleArn=os.environ["SAGEMAKER_ROLE_ARN"],
+                        PrimaryContainer={"Image": "local/discscope-inference", "ModelDataUrl": url})
+        self._endpoint_config(name, name)
+        sm.create_endpoint(EndpointName=self.aws.names.endpoint, EndpointConfigName=name)
+        self.store.set_current_model(predictor.version, source=str(self.model), model_data_url=url, endpoint_config=name,
+                                     metrics=predictor.metadata.get("metrics", {}))
+
+    def _endpoint_config(self, config_name: str, model_name: str) -> None:
+        boto3.client("sagemaker").create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": model_name, "InstanceType": os.environ["ENDPOINT_INSTANCE_TYPE"],
+            "InitialInstanceCount": 1}])
+
+    def _switch_endpoint(self, endpoint: str, config_name: str, deployment: dict, package: dict, create: bool = False) -> bool:
+        """moto has no UpdateEndpoint: recreate the endpoint on the new config and hot-swap the
+        local server's model. Synchronous, so the deploy Lambda records the version at once."""
+        url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        bucket, key = url.removeprefix("s3://").split("/", 1)
+        target = self.work_dir / "models" / f"{config_name}.tar.gz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        boto3.client("s3").download_file(bucket, key, str(target))
+        version = self.endpoint.model_host.swap(target)
+        sm = boto3.client("sagemaker")
+        if create:  # after a restart moto has no SageMaker resources: make the model's again
+            sm.create_model(ModelName=config_name, ExecutionRoleArn=os.environ["SAGEMAKER_ROLE_ARN"],
+                            PrimaryContainer={"Image": "local/discscope-inference", "ModelDataUrl": url})
+            self._endpoint_config(config_name, config_name)
+        else:
+            sm.delete_endpoint(EndpointName=endpoint)
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+        log.info("endpoint %s now serves %s (%s)", endpoint, version, config_name)
+        return True
+
+    # -- retraining: the pipeline's steps run here, one run at a time ------------------------------
+    def runner(self, log_fn=None) -> LocalPipelineRunner:
+        train, evaluation = self.retrain_data.ensure()
+        return LocalPipelineRunner(self.work_dir, self.aws.names.study_bucket, self.aws.names.model_bucket,
+                                   self.aws.names.package_group, train, evaluation, log=log_fn or log.info)
+
+    def _start_pipeline(self, name: str, parameters: list[dict], token: str) -> str:
+        sm = boto3.client("sagemaker")
+        if not _exists(sm.describe_pipeline, PipelineName=name):
+            sm.create_pipeline(PipelineName=name, PipelineDefinition=DEFINITION.read_text(),
+                               RoleArn=os.environ["SAGEMAKER_ROLE_ARN"], ClientRequestToken=token)
+        arn = sm.start_pipeline_execution(PipelineName=name, PipelineParameters=parameters,
+                                          ClientRequestToken=token)["PipelineExecutionArn"]
+        overrides = {p["Name"]: p["Value"] for p in parameters} | self.pipeline_overrides
+        thread = threading.Thread(target=self._run_pipeline, args=(arn, overrides), name="pipeline", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return arn
+
+    def _run_pipeline(self, arn: str, overrides: dict) -> None:
+        run_id = arn.rsplit("/", 1)[-1]
+        run_dir = self.work_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with self._run_lock, (run_dir / "progress.log").open("a") as progress:
+            def log_line(line: str) -> None:
+                progress.write(line + "\n")
+                progress.flush()
+                log.info(line)
+            try:
+                result = self.runner(log_line).run(arn, overrides)
+            except Exception as exc:  # the runner reports step failures itself; this is anything else
+                log.exception("pipeline run %s crashed", run_id)
+                result = RunResult(arn, "Failed", "FAILED", f"{type(exc).__name__}: {exc}")
+            self.runs[arn] = result
+            (run_dir / "result.json").write_text(json.dumps(result.__dict__, default=str, indent=1))
+
+    def wait_for_runs(self, timeout: float = 600) -> None:
+        deadline = time.time() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.time()))
+
+    def _write_stack_file(self) -> None:
+        """Where the running stack is, for `discscope retrain` / `approve` in another process."""
+        if self.state_dir:
+            (self.state_dir / "stack.json").write_text(json.dumps({
+                "aws_url": self.aws.url, "api_url": self.gateway.api_url, "endpoint_url": self.endpoint.url,
+                "work_dir": str(self.work_dir), "pid": os.getpid()}))
 
     def _resume_unfinished(self) -> None:
         """Studies caught mid-flight by the last shutdown are run again."""
@@ -99,6 +212,9 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        self.wait_for_runs(timeout=0)
+        if self.state_dir:
+            (self.state_dir / "stack.json").unlink(missing_ok=True)
         if self.state:
             try:
                 saved = self.state.save()
@@ -126,3 +242,11 @@ class LocalStack:
             f"  AWS (moto)    {self.aws.url}",
             f"  state         {self.state_dir or 'in memory only'}",
         ])
+
+
+def _exists(describe, **kwargs) -> bool:
+    try:
+        describe(**kwargs)
+        return True
+    except Exception:  # moto raises ValidationException / ResourceNotFound alike for a missing resource
+        return False

@@ -43,3 +43,23 @@ def real_data() -> Path:
     if not (REAL_DATA / "ivd20.mha").is_file():
         pytest.skip("shared/data/real-ivd is not beside this checkout")
     return REAL_DATA
+
+
+@pytest.fixture
+def study_store():
+    """The study table (with its list index) in moto, wrapped in the Lambdas' StudyStore."""
+    import boto3
+    from moto import mock_aws
+
+    from lambdas.shared import store
+
+    with mock_aws():
+        ddb = boto3.resource("dynamodb", region_name="us-east-1")
+        table = ddb.create_table(
+            TableName="studies", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
+            GlobalSecondaryIndexes=[{"IndexName": store.LIST_INDEX, "Projection": {"ProjectionType": "ALL"},
+                                     "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                                                   {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}])
+        yield store.StudyStore(table)

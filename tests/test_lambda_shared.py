@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from moto import mock_aws
-
 from discscope.levels import YOLO_CLASSES
+
 from lambdas.shared import keys, store, yolo
 
 
@@ -53,20 +51,6 @@ def test_upload_keys_parse_url_encoded_events():
     assert keys.parse_upload_key(f"results/{sid}/x") is None
     assert keys.parse_upload_key("uploads/not-an-id/x.mha") is None
     assert keys.parse_upload_key(f"uploads/{sid}/a/b.mha") is None
-
-
-@pytest.fixture
-def study_store():
-    with mock_aws():
-        ddb = boto3.resource("dynamodb", region_name="us-east-1")
-        table = ddb.create_table(
-            TableName="studies", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
-            GlobalSecondaryIndexes=[{"IndexName": store.LIST_INDEX, "Projection": {"ProjectionType": "ALL"},
-                                     "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                                                   {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}])
-        yield store.StudyStore(table)
 
 
 def test_status_lifecycle_and_failure_fields(study_store):
@@ -117,6 +101,7 @@ def test_lambda_sniffer_agrees_with_the_package(head, name):
     """lambdas/shared/sniff.py is a twin of discscope.io.sniff (Lambdas cannot import the package)."""
     from discscope import io as dio
     from discscope.errors import InputError
+
     from lambdas.shared import sniff
 
     try:

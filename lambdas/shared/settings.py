@@ -18,6 +18,15 @@ class Settings:
     presign_expiry_s: int
     retrain_min_feedback: int
     pipeline_name: str
+    retrain_approval: str
+    model_bucket: str
+    model_package_group: str
+    sagemaker_role_arn: str
+    endpoint_instance_type: str
+    endpoint_instance_count: int
+    rollback_alarms: tuple[str, ...]
+    data_capture_uri: str
+    data_capture_kms_key: str
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -34,4 +43,14 @@ class Settings:
             presign_expiry_s=min(int(env("PRESIGN_EXPIRY_S", "900")), 900),
             retrain_min_feedback=int(env("RETRAIN_MIN_FEEDBACK", "20")),
             pipeline_name=env("PIPELINE_NAME", "discscope-retrain"),
+            # "manual": a registered candidate waits for a person; "auto": approved when it passed the check
+            retrain_approval=env("RETRAIN_APPROVAL", "manual"),
+            model_bucket=env("MODEL_BUCKET", "discscope-models"),
+            model_package_group=env("MODEL_PACKAGE_GROUP", "discscope"),
+            sagemaker_role_arn=env("SAGEMAKER_ROLE_ARN", ""),
+            endpoint_instance_type=env("ENDPOINT_INSTANCE_TYPE", "ml.g5.xlarge"),
+            endpoint_instance_count=int(env("ENDPOINT_INSTANCE_COUNT", "1")),
+            rollback_alarms=tuple(a for a in env("ROLLBACK_ALARMS", "").split(",") if a),
+            data_capture_uri=env("DATA_CAPTURE_URI", ""),
+            data_capture_kms_key=env("DATA_CAPTURE_KMS_KEY", ""),
         )

@@ -130,7 +130,61 @@ class StudyStore:
         return self.current_model()
 
 
+    # -- retraining bookkeeping (one item: feedback since the last run, and the run in flight) ------
+    def count_new_feedback(self) -> int:
+        resp = self.table.update_item(Key=RETRAIN_KEY, UpdateExpression="ADD pending :one",
+                                      ExpressionAttributeValues={":one": 1}, ReturnValues="ALL_NEW")
+        return int(resp["Attributes"]["pending"])
+
+    def retrain_state(self) -> dict:
+        item = self.table.get_item(Key=RETRAIN_KEY, ConsistentRead=True).get("Item") or {}
+        return from_dynamo(_public(item)) | {"pending": int(item.get("pending", 0))}
+
+    def claim_retrain(self, token: str) -> bool:
+        """Take the one-run-at-a-time lock; False when a run holds it already."""
+        try:
+            self.table.update_item(Key=RETRAIN_KEY, UpdateExpression="SET running = :t, claimed_at = :now",
+                                   ConditionExpression="attribute_not_exists(running)",
+                                   ExpressionAttributeValues={":t": token, ":now": now_iso()})
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def retrain_started(self, token: str, execution_arn: str, counted: int) -> None:
+        """Record the started run; the feedback it consumed leaves the pending count."""
+        self.table.update_item(Key=RETRAIN_KEY, UpdateExpression="SET running = :arn, started_at = :now ADD pending :minus",
+                               ConditionExpression="running = :t",
+                               ExpressionAttributeValues={":arn": execution_arn, ":now": now_iso(), ":minus": -counted, ":t": token})
+
+    def release_retrain(self, holder: str, outcome: str) -> bool:
+        """Free the lock if `holder` (token or execution ARN) still holds it."""
+        try:
+            self.table.update_item(Key=RETRAIN_KEY, UpdateExpression="REMOVE running SET last_outcome = :o, finished_at = :now",
+                                   ConditionExpression="running = :h",
+                                   ExpressionAttributeValues={":h": holder, ":o": f"{holder} {outcome}", ":now": now_iso()})
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    # -- deployments the endpoint has not confirmed yet -----------------------------------------------
+    def set_pending_model(self, version: str, **details: Any) -> None:
+        self.table.put_item(Item=PENDING_MODEL_KEY | {"model_version": version, "requested_at": now_iso()} | to_dynamo(details))
+
+    def pending_model(self) -> dict | None:
+        item = self.table.get_item(Key=PENDING_MODEL_KEY, ConsistentRead=True).get("Item")
+        return from_dynamo(_public(item)) if item else None
+
+    def clear_pending_model(self) -> None:
+        self.table.delete_item(Key=PENDING_MODEL_KEY)
+
+
 MODEL_KEY = {"pk": "MODEL", "sk": "CURRENT"}
+PENDING_MODEL_KEY = {"pk": "MODEL", "sk": "PENDING"}
+RETRAIN_KEY = {"pk": "PIPELINE", "sk": "RETRAIN"}
 
 
 def _public(item: dict) -> dict:

@@ -1,0 +1,165 @@
+"""retrain_trigger and deploy_model: their plain functions against moto (DynamoDB, SageMaker)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from lambdas import deploy_model, retrain_trigger
+from lambdas.shared.events import ENDPOINT_STATE, FEEDBACK_SAVED, PACKAGE_STATE, PIPELINE_STATUS, SCHEDULED, eventbridge_events
+from lambdas.shared.settings import Settings
+
+ROLE = "arn:aws:iam::123456789012:role/sm"
+
+
+def _event(kind: str, detail: dict | None = None, source: str = "discscope.api") -> dict:
+    return {"source": source, "detail-type": kind, "detail": detail or {}}
+
+
+@pytest.fixture
+def trigger(study_store):
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    sm.create_pipeline(PipelineName="discscope-retrain", RoleArn=ROLE,
+                       PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}))
+    settings = replace(Settings.from_env(), retrain_min_feedback=3, retrain_approval="auto")
+    study_store.set_current_model("v1", model_data_url="s3://models/v1/model.tar.gz")
+    return retrain_trigger.Deps(study_store, sm, settings)
+
+
+def test_the_pipeline_starts_once_enough_feedback_arrived(trigger):
+    results = [retrain_trigger.on_event(_event(FEEDBACK_SAVED), trigger) for _ in range(3)]
+    assert [r["started"] for r in results] == [False, False, True]
+    assert results[0] == {"started": False, "reason": "BELOW_THRESHOLD", "pending": 1, "threshold": 3}
+    execution = trigger.sagemaker.describe_pipeline_execution(PipelineExecutionArn=results[2]["execution_arn"])
+    assert execution["PipelineExecutionArn"] == results[2]["execution_arn"]
+    state = trigger.store.retrain_state()
+    assert state["pending"] == 0 and state["running"] == results[2]["execution_arn"]
+
+
+def test_no_second_start_while_a_run_is_executing(trigger, monkeypatch):
+    started = []
+    trigger.start = lambda name, params, token: started.append(params) or f"arn:aws:sagemaker:us-east-1:1:pipeline/{name}/execution/x{len(started)}"
+    monkeypatch.setattr(trigger.sagemaker, "describe_pipeline_execution", lambda **_: {"PipelineExecutionStatus": "Executing"})
+    for _ in range(3):
+        retrain_trigger.on_event(_event(FEEDBACK_SAVED), trigger)
+    blocked = [retrain_trigger.on_event(_event(FEEDBACK_SAVED), trigger) for _ in range(4)]
+    # the run consumed the first three; the next three reach the threshold again but must wait
+    assert len(started) == 1
+    assert [b["reason"] for b in blocked] == ["BELOW_THRESHOLD", "BELOW_THRESHOLD", "ALREADY_RUNNING", "ALREADY_RUNNING"]
+    assert {p["Name"]: p["Value"] for p in started[0]} == {"ModelApprovalStatus": "Approved",
+                                                         "ProductionModelUri": "s3://models/v1/model.tar.gz"}
+    # the run ends: its status event frees the lock, and the feedback that waited starts the next run
+    done = retrain_trigger.on_event(_event(PIPELINE_STATUS, {"pipelineExecutionArn": "arn:aws:sagemaker:us-east-1:1:pipeline/discscope-retrain/execution/x1",
+                                                            "currentPipelineExecutionStatus": "Succeeded"}, "aws.sagemaker"), trigger)
+    assert done == {"released": True, "status": "Succeeded"}
+    assert retrain_trigger.on_event(_event(SCHEDULED, source="aws.events"), trigger)["started"] is True
+    assert len(started) == 2
+
+
+def test_a_lock_whose_run_finished_is_freed_without_the_status_event(trigger, monkeypatch):
+    trigger.start = lambda name, params, token: "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/old"
+    for _ in range(3):
+        retrain_trigger.on_event(_event(FEEDBACK_SAVED), trigger)
+    monkeypatch.setattr(trigger.sagemaker, "describe_pipeline_execution", lambda **_: {"PipelineExecutionStatus": "Failed"})
+    trigger.start = lambda name, params, token: "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/new"
+    result = retrain_trigger.maybe_start(trigger, "test", force=True)
+    assert result["started"] and result["execution_arn"].endswith("/new")
+    assert "old Failed" in trigger.store.retrain_state()["last_outcome"]
+
+
+def test_the_schedule_does_nothing_without_new_feedback(trigger):
+    assert retrain_trigger.on_event(_event(SCHEDULED, source="aws.events"), trigger)["reason"] == "BELOW_THRESHOLD"
+
+
+def test_a_failed_start_releases_the_lock(trigger):
+    def broken(*_):
+        raise RuntimeError("throttled")
+    trigger.start = broken
+    with pytest.raises(RuntimeError):
+        retrain_trigger.maybe_start(trigger, "test", force=True)
+    assert "running" not in trigger.store.retrain_state()
+
+
+def test_events_arrive_directly_or_in_sqs_records():
+    event = _event(FEEDBACK_SAVED, {"study_id": "x"})
+    assert list(eventbridge_events(event)) == [event]
+    assert list(eventbridge_events({"Records": [{"body": json.dumps(event)}, {"body": "{}"}]})) == [event]
+
+
+# --- deploy_model ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def registry(study_store):
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    sm.create_model_package_group(ModelPackageGroupName="discscope")
+
+    def package(status: str, version: str) -> str:
+        return sm.create_model_package(
+            ModelPackageGroupName="discscope", ModelApprovalStatus=status, CustomerMetadataProperties={"model_version": version},
+            InferenceSpecification={"Containers": [{"Image": "img", "ModelDataUrl": f"s3://models/{version}/model.tar.gz"}],
+                                    "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
+        )["ModelPackageArn"]
+    settings = replace(Settings.from_env(), sagemaker_role_arn=ROLE, endpoint_name="discscope", model_package_group="discscope",
+                       endpoint_instance_type="ml.g4dn.xlarge", rollback_alarms=("discscope-5xx", "discscope-latency"),
+                       data_capture_uri="s3://capture/discscope")
+    return sm, package, settings
+
+
+def test_an_approved_package_goes_out_as_a_canary_with_alarm_rollback(registry, study_store):
+    sm, package, settings = registry
+    arn = package("Approved", "v2")
+    stubbed = boto3.client("sagemaker", region_name="us-east-1")  # UpdateEndpoint is not in moto: checked against the API model
+    deps = deploy_model.Deps(study_store, sm, settings)
+    with Stubber(stubbed) as stub:
+        stub.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/discscope"}, {
+            "EndpointName": "discscope", "EndpointConfigName": deploy_model.resource_name("v2", arn),
+            "DeploymentConfig": deploy_model.deployment_config(settings), "RetainAllVariantProperties": False})
+        sm.update_endpoint = stubbed.update_endpoint
+        result = deploy_model.on_event(_event(PACKAGE_STATE, {"ModelPackageArn": arn, "ModelPackageGroupName": "discscope",
+                                                               "ModelApprovalStatus": "Approved"}, "aws.sagemaker"), deps)
+        stub.assert_no_pending_responses()
+    assert result["deployed"] and result["model_version"] == "v2" and not result["complete"]
+    config = sm.describe_endpoint_config(EndpointConfigName=result["endpoint_config"])
+    assert config["ProductionVariants"][0]["ModelName"] == result["endpoint_config"]
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == "s3://capture/discscope"
+    deployment = deploy_model.deployment_config(settings)
+    assert deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert deployment["AutoRollbackConfiguration"]["Alarms"] == [{"AlarmName": "discscope-5xx"}, {"AlarmName": "discscope-latency"}]
+    # not current until the endpoint settles on the new config
+    assert study_store.current_model() is None and study_store.pending_model()["model_version"] == "v2"
+
+
+def _settle(deps, monkeypatch, running_config: str) -> dict:
+    monkeypatch.setattr(deps.sagemaker, "describe_endpoint", lambda **_: {"EndpointConfigName": running_config})
+    return deploy_model.on_event(_event(ENDPOINT_STATE, {"EndpointName": "discscope", "EndpointStatus": "InService"}, "aws.sagemaker"), deps)
+
+
+def test_the_version_becomes_current_when_the_endpoint_settles_on_it(registry, study_store, monkeypatch):
+    sm, package, settings = registry
+    arn = package("Approved", "v3")
+    deps = deploy_model.Deps(study_store, sm, settings, switch=lambda *_: False)
+    config = deploy_model.deploy(arn, deps)["endpoint_config"]
+    assert _settle(deps, monkeypatch, config) == {"settled": True, "model_version": "v3"}
+    current = study_store.current_model()
+    assert current["model_version"] == "v3" and current["model_package_arn"] == arn
+
+
+def test_a_rolled_back_update_leaves_the_current_model(registry, study_store, monkeypatch):
+    sm, package, settings = registry
+    study_store.set_current_model("v1")
+    deps = deploy_model.Deps(study_store, sm, settings, switch=lambda *_: False)
+    deploy_model.deploy(package("Approved", "v4"), deps)
+    assert _settle(deps, monkeypatch, "discscope-v1-old") == {"settled": True, "rolled_back": "v4"}
+    assert study_store.current_model()["model_version"] == "v1" and study_store.pending_model() is None
+
+
+def test_packages_that_are_not_approved_are_not_deployed(registry, study_store):
+    sm, package, settings = registry
+    deps = deploy_model.Deps(study_store, sm, settings, switch=lambda *_: pytest.fail("must not deploy"))
+    assert not deploy_model.deploy(package("PendingManualApproval", "v5"), deps)["deployed"]
+    other_group = _event(PACKAGE_STATE, {"ModelPackageArn": "x", "ModelPackageGroupName": "other", "ModelApprovalStatus": "Approved"})
+    assert not deploy_model.on_event(other_group, deps)["deployed"]
