@@ -130,7 +130,7 @@ class LocalPipelineRunner:
             result.status, result.decision, result.message = "Failed", "FAILED", str(exc)
         self._emit_status(result)
         if result.approval == "Approved":
-            self.emit_package_state(result.model_package_arn, "Approved")
+            emit_package_state(self.package_group, result.model_package_arn, "Approved")
         return result
 
     def _timed(self, result: RunResult, step: str, fn: Callable[[], Any]) -> Any:
@@ -246,12 +246,13 @@ class LocalPipelineRunner:
             "Detail": json.dumps({"pipelineExecutionArn": result.execution_arn, "currentPipelineExecutionStatus": result.status,
                                   "pipelineArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{name}"})}])
 
-    def emit_package_state(self, package_arn: str, status: str) -> None:
-        """What SageMaker emits when a package is approved (moto emits nothing)."""
-        boto3.client("events").put_events(Entries=[{
-            "Source": "aws.sagemaker", "DetailType": PACKAGE_STATE,
-            "Detail": json.dumps({"ModelPackageArn": package_arn, "ModelPackageGroupName": self.package_group,
-                                  "ModelApprovalStatus": status})}])
+
+
+def emit_package_state(group: str, package_arn: str, status: str) -> None:
+    """What SageMaker emits when a package's approval changes (moto emits nothing)."""
+    boto3.client("events").put_events(Entries=[{
+        "Source": "aws.sagemaker", "DetailType": PACKAGE_STATE,
+        "Detail": json.dumps({"ModelPackageArn": package_arn, "ModelPackageGroupName": group, "ModelApprovalStatus": status})}])
 
 
 def summary_table(result: RunResult) -> str:

@@ -129,3 +129,33 @@ def test_a_worse_candidate_is_not_registered_and_production_stays(baseline_model
         assert "running" not in stack.store.retrain_state()  # the run's status event freed the lock
     finally:
         stack.stop()
+
+
+def test_manual_approval_waits_for_discscope_approve(untrained_classifier_model, retrain_data, tmp_path):
+    """`discscope retrain` and `discscope approve` as an MLOps engineer runs them against `make up`."""
+    from devstack import operator
+
+    state = tmp_path / "state"
+    stack = LocalStack(untrained_classifier_model, state_dir=state, snapshot_every_s=0, retrain_data=retrain_data,
+                       pipeline_overrides={"ClsIters": 150, "InitWeights": "scratch", "MinSensitivity": 0.0},
+                       settings={"RETRAIN_APPROVAL": "manual", "RETRAIN_MIN_FEEDBACK": "100"}).start()
+    try:
+        client = Client(stack.gateway.api_url, stack.api_key)
+        _send_feedback(client, tmp_path, range(700, 701))  # below the threshold: only the command starts a run
+        assert not stack._threads
+        lines: list[str] = []
+        assert operator.retrain(state, timeout=400, log=lines.append) == 0
+        result = next(iter(stack.runs.values()))
+        assert result.approval == "PendingManualApproval"
+        assert any(f"discscope approve {result.candidate_version}" in line for line in lines)
+        assert any(line.startswith("retraining ") and "REGISTERED" in line for line in "\n".join(lines).splitlines())
+        time.sleep(1)
+        assert client.current_model()["model_version"] == "untrained-classifier"  # nothing deployed before approval
+
+        assert operator.approve(state, result.candidate_version, log=lines.append) == 0
+        assert client.current_model()["model_version"] == result.candidate_version
+        assert operator.approve(state, "no-such-version", log=lines.append) == 1
+    finally:
+        stack.stop()
+    with pytest.raises(operator.StackNotRunning, match="make up"):
+        operator.connect(state)

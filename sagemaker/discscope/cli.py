@@ -136,10 +136,13 @@ def cmd_up(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for name in ("devstack", "discscope"):
         logging.getLogger(name).setLevel(logging.INFO)
+    settings = {"RETRAIN_APPROVAL": args.approval, "RETRAIN_MIN_FEEDBACK": str(args.retrain_after)}
     stack = LocalStack(args.model, None if args.ephemeral else Path(args.state), api_port=args.port,
-                       endpoint_port=args.endpoint_port).start()
+                       endpoint_port=args.endpoint_port, settings=settings).start()
     print("DiscScope local stack is up:\n" + stack.describe(), flush=True)
     print(f"\nanalyse a study:  discscope analyze FILE --api {stack.gateway.api_url} --api-key {stack.api_key}", flush=True)
+    print(f"retraining:       starts after {args.retrain_after} saved reviews, or now with `discscope retrain`"
+          f" ({args.approval} approval)", flush=True)
     print("stop with Ctrl-C (data is kept in the state folder)", flush=True)
     try:
         _wait_for_interrupt()
@@ -189,6 +192,28 @@ def cmd_analyze(args) -> int:
     else:
         print_study(study)
     return 0 if study["status"] != "FAILED" else 3
+
+
+def cmd_retrain(args) -> int:
+    _devstack_importable()
+    from devstack.operator import StackNotRunning, retrain
+
+    try:
+        return retrain(Path(args.state), timeout=args.timeout)
+    except StackNotRunning as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def cmd_approve(args) -> int:
+    _devstack_importable()
+    from devstack.operator import StackNotRunning, approve
+
+    try:
+        return approve(Path(args.state), args.version)
+    except StackNotRunning as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
 
 def cmd_demo(args) -> int:
@@ -251,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-port", type=int, default=8080)
     p.add_argument("--state", default=str(REPO_ROOT / ".devstack"), help="where studies are kept between restarts")
     p.add_argument("--ephemeral", action="store_true", help="keep nothing after exit")
+    p.add_argument("--approval", choices=("auto", "manual"), default="auto",
+                   help="auto: deploy a candidate that passed the check; manual: wait for `discscope approve`")
+    p.add_argument("--retrain-after", type=int, default=20, help="saved reviews that start a retraining run")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("analyze", help="send a study through the REST API and wait for the result")
@@ -260,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("retrain", help="run the retraining pipeline on the running local stack now")
+    p.add_argument("--state", default=str(REPO_ROOT / ".devstack"), help="the running stack's state folder")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("approve", help="approve a registered model version (manual approval mode)")
+    p.add_argument("version")
+    p.add_argument("--state", default=str(REPO_ROOT / ".devstack"), help="the running stack's state folder")
+    p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("demo", help="the end-to-end story on a throwaway local stack")
     p.add_argument("--model", default=str(default_model()))
