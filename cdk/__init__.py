@@ -1,0 +1,1 @@
+"""The DiscScope CDK app (`cdk/app.py`) and its stacks."""
