@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DiscScope on AWS: `npx aws-cdk@2.1148.1 deploy --all` (see docs/deploy.md).
+"""DiscScope on AWS: `npx aws-cdk@2.1148.1 deploy --all` (see the README, "Deploying to AWS").
 
 Stacks: DiscScope-Storage, DiscScope-Inference, DiscScope-Workflow, DiscScope-ApiWeb,
 DiscScope-MLOps. Context parameters (`-c key=value`) are read by cdk/stacks/common.py:Settings;

@@ -2,12 +2,13 @@
 
 A phantom study (whose truth we know) goes through the REST API like a clinical system would send
 it; an "annotator" then corrects the result to the truth; we show what was stored: the YOLO file in
-S3, the feedback record, and the FeedbackSaved event on its way to retraining.
+S3 and the feedback record. A second study is reviewed and accepted, which reaches the retraining
+threshold: the FeedbackSaved events start the pipeline, whose steps run here; the run ends with
+the candidate-vs-production table and the model the endpoint serves afterwards.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import boto3
 
+from devstack.operator import follow
+from devstack.pipeline_runner import summary_table
+from devstack.retrain_data import RetrainData
 from devstack.stack import LocalStack
 from discscope.client import Client
 from discscope.phantom import write_case
@@ -36,7 +40,11 @@ def run_demo(model: str) -> int:
         print(f"    {study_file.name}: herniated levels (truth) {[k for k, v in truth.items() if v] or 'none'}")
 
         step(2, "starting the local stack (moto AWS, in-process Lambdas, real state machine, endpoint)")
-        with LocalStack(model, state_dir=None) as stack:
+        # retraining after two reviews, deployed at once when the candidate passes; 300 classifier
+        # iterations instead of the pipeline's 900 keep the demo at a few minutes on two cores
+        with LocalStack(model, state_dir=None, retrain_data=RetrainData(Path(tmp) / "datasets"),
+                        settings={"RETRAIN_MIN_FEEDBACK": "2", "RETRAIN_APPROVAL": "auto"},
+                        pipeline_overrides={"ClsIters": 300}) as stack:
             print(stack.describe())
             client = Client(stack.gateway.api_url, stack.api_key)
 
@@ -68,11 +76,28 @@ def run_demo(model: str) -> int:
             print(f"    GET /studies/{{id}}: status {again['status']}, feedback {again['feedback']}")
             text = boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=saved["s3_key"])["Body"].read().decode()
             print(f"    S3 object matches the API's answer: {text == saved['yolo']}")
-            messages = boto3.client("sqs").receive_message(QueueUrl=stack.aws.event_queue_url, WaitTimeSeconds=1,
-                                                           MaxNumberOfMessages=10).get("Messages", [])
-            for m in messages:
-                event = json.loads(m["Body"])
-                print(f"    EventBridge {event['detail-type']}: {event['detail']}")
+            print(f"    retraining: {stack.store.retrain_state()['pending']} saved review(s); 2 start a run")
+
+            step(6, "a second study is reviewed and accepted as the model saw it: retraining starts")
+            write_case(Path(tmp), "demo_study_2", seed=2, herniation_rate=0.5)
+            second = client.analyze(Path(tmp) / "demo_study_2.mha", on_status=status_printer())
+            client.accept(second["study_id"])
+            deadline, runs = time.time() + 60, []
+            while not runs and time.time() < deadline:  # the trigger runs behind EventBridge and SQS
+                runs = sorted(stack.work_dir.glob("*/progress.log"))
+                time.sleep(0.2)
+            if not runs:
+                print("    no pipeline run started")
+                return 1
+            result = follow(runs[0].parent, timeout=3600, log=lambda line: print(f"    {line}", flush=True))
+
+            step(7, "the outcome")
+            print(summary_table(result))
+            deadline = time.time() + 30
+            while result.approval == "Approved" and client.current_model()["model_version"] != result.candidate_version \
+                    and time.time() < deadline:
+                time.sleep(0.3)
+            print(f"    GET /models/current: {client.current_model()['model_version']}")
             print(f"\ndemo finished in {time.time() - started:.0f} s")
     return 0
 

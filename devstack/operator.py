@@ -51,10 +51,10 @@ def retrain(state_dir: Path, timeout: float = 3600, log=print) -> int:
         return 1
     arn = answer[0]["execution_arn"]
     log(f"pipeline execution {arn} started")
-    result = _follow(Path(stack["work_dir"]) / arn.rsplit("/", 1)[-1], timeout, log)
+    result = follow(Path(stack["work_dir"]) / arn.rsplit("/", 1)[-1], timeout, log)
     log("\n" + summary_table(result))
     if result.approval == "Approved":
-        _wait_for_version(stack["client"], result.candidate_version, log)
+        wait_for_version(stack["client"], result.candidate_version, log)
     elif result.approval:
         log(f"\nwaiting for a person: approve with `discscope approve {result.candidate_version}`")
     return 0 if result.status == "Succeeded" else 2
@@ -77,11 +77,11 @@ def approve(state_dir: Path, version: str, log=print) -> int:
                             CustomerMetadataProperties=package["CustomerMetadataProperties"])
     emit_package_state(group, package["ModelPackageArn"], "Approved")  # what SageMaker emits in AWS
     log(f"approved {package['ModelPackageArn']}")
-    _wait_for_version(stack["client"], version, log)
+    wait_for_version(stack["client"], version, log)
     return 0
 
 
-def _follow(run_dir: Path, timeout: float, log) -> RunResult:
+def follow(run_dir: Path, timeout: float, log) -> RunResult:
     """Print the run's progress as the stack writes it; return its result."""
     deadline, shown = time.time() + timeout, 0
     while time.time() < deadline:
@@ -96,7 +96,7 @@ def _follow(run_dir: Path, timeout: float, log) -> RunResult:
     raise TimeoutError(f"the pipeline run in {run_dir} did not finish in {timeout:.0f} s")
 
 
-def _wait_for_version(client: Client, version: str, log, timeout: float = 120) -> None:
+def wait_for_version(client: Client, version: str, log, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if client.current_model()["model_version"] == version:

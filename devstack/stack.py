@@ -90,11 +90,7 @@ class LocalStack:
         and the Endpoint in moto, and the current-model record (unless a restored one says otherwise)."""
         predictor = self.endpoint.model_host.predictor
         current = self.store.current_model()
-        if current and current.get("model_version") != predictor.version and current.get("model_data_url"):
-            # a promoted model survived the restart: serve it again
-            self._switch_endpoint(self.aws.names.endpoint, current.get("endpoint_config", "restored"), {},
-                                  {"InferenceSpecification": {"Containers": [{"ModelDataUrl": current["model_data_url"]}]}},
-                                  create=True)
+        if current and current.get("model_version") != predictor.version and self._restore_promoted(current):
             return
         key = f"models/{predictor.version}/model.tar.gz"
         with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +105,20 @@ class LocalStack:
         sm.create_endpoint(EndpointName=self.aws.names.endpoint, EndpointConfigName=name)
         self.store.set_current_model(predictor.version, source=str(self.model), model_data_url=url, endpoint_config=name,
                                      metrics=predictor.metadata.get("metrics", {}))
+
+    def _restore_promoted(self, current: dict) -> bool:
+        """A model promoted before the restart serves again, from the copy the switch kept (the
+        snapshot holds the study bucket, not the model bucket). False when that copy is gone."""
+        kept = self.work_dir / "models" / f"{current.get('endpoint_config')}.tar.gz"
+        url = current.get("model_data_url") or ""
+        if not kept.is_file() or not url.startswith("s3://"):
+            log.warning("the promoted model %s is not kept locally; serving %s", current.get("model_version"), self.model)
+            return False
+        bucket, key = url.removeprefix("s3://").split("/", 1)
+        boto3.client("s3").upload_file(str(kept), bucket, key)
+        self._switch_endpoint(self.aws.names.endpoint, current["endpoint_config"], {},
+                              {"InferenceSpecification": {"Containers": [{"ModelDataUrl": url}]}}, create=True)
+        return True
 
     def _endpoint_config(self, config_name: str, model_name: str) -> None:
         boto3.client("sagemaker").create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=[{

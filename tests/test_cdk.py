@@ -86,7 +86,7 @@ def test_acknowledgements_have_specific_reasons(synth):
         assert len(reason) >= 30, (path, rule)
     # never one blanket acknowledgement on the whole app
     assert not any(path in ("", "/") for path, _, _ in mine)
-    # the rule families acknowledged are the ones documented in docs/deploy.md
+    # the rule families acknowledged are the ones documented in the README
     rules = {rule.split("::")[1].split("[")[0] for _, rule, _ in mine}
     assert "AwsSolutions-IAM5" in rules and "HIPAA.Security-LambdaInsideVPC" in rules
 

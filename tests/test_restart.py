@@ -44,3 +44,30 @@ def test_restart_with_unfinished_studies(baseline_model, tmp_path, phantom_dir):
         c = Client(second.gateway.api_url, second.api_key)
         assert c.wait(pending, timeout=120)["status"] == "SUCCEEDED"
         assert c.study(never)["status"] == "UPLOADED"
+
+
+def test_a_promoted_model_serves_again_after_a_restart(baseline_model, tmp_path):
+    """Promotion goes through the deploy Lambda's local endpoint switch; the restart restores it."""
+    import json
+
+    import boto3
+
+    from discscope.artifact import load_weights, pack, save_model_dir
+
+    weights, metadata = load_weights(baseline_model)
+    promoted = save_model_dir(tmp_path / "promoted", weights, metadata | {"version": "promoted-v2"})
+    with LocalStack(baseline_model, state_dir=tmp_path / "state", snapshot_every_s=0) as first:
+        boto3.client("s3").upload_file(str(pack(promoted, tmp_path / "m.tar.gz")), first.aws.names.model_bucket, "cand/model.tar.gz")
+        sm = boto3.client("sagemaker")
+        arn = sm.create_model_package(
+            ModelPackageGroupName="discscope", ModelApprovalStatus="Approved", CustomerMetadataProperties={"model_version": "promoted-v2"},
+            InferenceSpecification={"Containers": [{"Image": "img", "ModelDataUrl": f"s3://{first.aws.names.model_bucket}/cand/model.tar.gz"}],
+                                    "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]})["ModelPackageArn"]
+        event = {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+                 "detail": {"ModelPackageArn": arn, "ModelPackageGroupName": "discscope", "ModelApprovalStatus": "Approved"}}
+        resp = boto3.client("lambda").invoke(FunctionName="discscope-deploy-model", Payload=json.dumps(event).encode())
+        assert json.loads(resp["Payload"].read())[0]["complete"] is True
+        assert first.endpoint.model_host.predictor.version == "promoted-v2"
+    with LocalStack(baseline_model, state_dir=tmp_path / "state", snapshot_every_s=0) as second:
+        assert second.endpoint.model_host.predictor.version == "promoted-v2"
+        assert Client(second.gateway.api_url, second.api_key).current_model()["model_version"] == "promoted-v2"

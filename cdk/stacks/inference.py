@@ -29,12 +29,20 @@ VARIANT = "AllTraffic"
 def execution_role_statements(stack: cdk.Stack, settings: Settings, storage: StorageStack) -> list[iam.PolicyStatement]:
     """What a DiscScope model container needs: its artifact, the study objects it reads by S3 URI,
     the Deep Learning Container images, its logs, and the data key for all of them."""
-    region, account, partition = stack.region, stack.account, stack.partition
     return [
         allow(["s3:GetObject"], [settings.object_arn("models", "*")]),
         allow(["s3:GetObject"], [settings.object_arn("studies", "uploads/*")]),
         allow(["s3:PutObject"], [settings.object_arn("models", f"{DATA_CAPTURE_PREFIX}*")]),
         kms_use(storage.data_key, "s3"),
+        *container_statements(stack),
+    ]
+
+
+def container_statements(stack: cdk.Stack) -> list[iam.PolicyStatement]:
+    """Any SageMaker job or endpoint of ours: pull the PyTorch Deep Learning Containers, write its
+    logs and metrics."""
+    region, account, partition = stack.region, stack.account, stack.partition
+    return [
         allow(["ecr:GetAuthorizationToken"], ["*"]),
         allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
               [f"arn:{partition}:ecr:{region}:{DLC_ACCOUNT}:repository/pytorch-*"]),

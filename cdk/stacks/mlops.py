@@ -32,8 +32,8 @@ from constructs import Construct
 
 from cdk.bundling import SAGEMAKER, pipeline_code
 
-from .common import DLC_ACCOUNT, Functions, Settings, allow, kms_use, log_group
-from .inference import VARIANT, InferenceStack
+from .common import Functions, Settings, allow, kms_use, log_group
+from .inference import VARIANT, InferenceStack, container_statements
 from .storage import StorageStack
 from .workflow import common_environment, table_statement
 
@@ -223,7 +223,6 @@ class MlopsStack(cdk.Stack):
                          retention_period=cdk.Duration.days(14))
 
     def _pipeline_statements(self, storage: StorageStack, sm_arn: str, group: str) -> list[iam.PolicyStatement]:
-        region, account, partition = self.region, self.account, self.partition
         model_bucket, study_bucket = self.buckets
         jobs = [f"{sm_arn}:processing-job/pipelines-*", f"{sm_arn}:training-job/pipelines-*"]
         return [
@@ -251,10 +250,5 @@ class MlopsStack(cdk.Stack):
             # the pipeline passes its own role to the jobs it starts
             allow(["iam:PassRole"], [self.pipeline_role.role_arn],
                   {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
-            allow(["ecr:GetAuthorizationToken"], ["*"]),
-            allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                  [f"arn:{partition}:ecr:{region}:{DLC_ACCOUNT}:repository/pytorch-*"]),
-            allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                  [f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*"]),
-            allow(["cloudwatch:PutMetricData"], ["*"], {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}),
+            *container_statements(self),
         ]

@@ -112,6 +112,8 @@ def cmd_pack(args) -> int:
 
 def _devstack_importable() -> None:
     """devstack/ and lambdas/ live beside the package in the source checkout."""
+    # the Lambdas' loggers read this when imported: locally their INFO lines would drown the output
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
 
