@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 import boto3
+from botocore.exceptions import ClientError
 
 from lambdas.shared.events import ENDPOINT_STATE, PACKAGE_STATE, eventbridge_events
 from lambdas.shared.observability import tools
@@ -67,6 +68,15 @@ def resource_name(version: str, package_arn: str) -> str:
     return f"discscope-{slug}-{hashlib.sha256(package_arn.encode()).hexdigest()[:8]}"
 
 
+def _create_once(create, **kwargs) -> None:
+    """Names are derived from the package, so a redelivered event finds its resources made already."""
+    try:
+        create(**kwargs)
+    except ClientError as exc:
+        if "already exist" not in str(exc):
+            raise
+
+
 def deploy(package_arn: str, deps: Deps) -> dict:
     sm, settings = deps.sagemaker, deps.settings
     package = sm.describe_model_package(ModelPackageName=package_arn)
@@ -75,9 +85,9 @@ def deploy(package_arn: str, deps: Deps) -> dict:
     version = model_version(package)
     container = package["InferenceSpecification"]["Containers"][0]
     name = resource_name(version, package_arn)
-    sm.create_model(ModelName=name, ExecutionRoleArn=settings.sagemaker_role_arn,
-                    PrimaryContainer={"ModelPackageName": package_arn},
-                    Tags=[{"Key": "discscope:model-version", "Value": version}])
+    _create_once(sm.create_model, ModelName=name, ExecutionRoleArn=settings.sagemaker_role_arn,
+                 PrimaryContainer={"ModelPackageName": package_arn},
+                 Tags=[{"Key": "discscope:model-version", "Value": version}])
     variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": settings.endpoint_instance_type,
                "InitialInstanceCount": settings.endpoint_instance_count}
     config = {"EndpointConfigName": name, "ProductionVariants": [variant]}
@@ -87,7 +97,7 @@ def deploy(package_arn: str, deps: Deps) -> dict:
                                        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}
         if settings.data_capture_kms_key:
             config["DataCaptureConfig"]["KmsKeyId"] = settings.data_capture_kms_key
-    sm.create_endpoint_config(**config)
+    _create_once(sm.create_endpoint_config, **config)
     details = {"model_package_arn": package_arn, "model_data_url": container.get("ModelDataUrl"), "endpoint_config": name,
                "metrics": package.get("ModelMetrics", {})}
     done = deps.switch_endpoint(settings.endpoint_name, name, deployment_config(settings), package)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from lambdas.shared.store import StudyStore
 logger, tracer, metrics = tools("retrain-trigger")
 ACTIVE = ("Executing", "Stopping")
 RETRAIN_REQUESTED = "Retrain Requested"
+STALE_CLAIM = timedelta(minutes=15)  # far longer than a start takes (the function times out at 1 min)
 APPROVAL_STATUS = {"auto": "Approved", "manual": "PendingManualApproval"}
 
 
@@ -59,8 +61,11 @@ def _free_if_finished(state: dict, deps: Deps) -> bool:
     holder = state.get("running")
     if not holder:
         return True
-    if not str(holder).startswith("arn:"):
-        return False  # claimed a moment ago, not started yet
+    if not str(holder).startswith("arn:"):  # claimed, not started: by a run starting now, or by one that died
+        claimed = datetime.fromisoformat(state.get("claimed_at", "").replace("Z", "+00:00") or "1970-01-01T00:00:00+00:00")
+        if datetime.now(timezone.utc) - claimed < STALE_CLAIM:
+            return False
+        return deps.store.release_retrain(holder, "STALE_CLAIM")
     status = deps.sagemaker.describe_pipeline_execution(PipelineExecutionArn=holder)["PipelineExecutionStatus"]
     if status in ACTIVE:
         return False

@@ -71,6 +71,15 @@ def test_a_lock_whose_run_finished_is_freed_without_the_status_event(trigger, mo
     assert "old Failed" in trigger.store.retrain_state()["last_outcome"]
 
 
+def test_a_claim_whose_start_died_expires(trigger):
+    assert trigger.store.claim_retrain("token-of-a-crashed-start")
+    assert retrain_trigger.maybe_start(trigger, "test", force=True)["reason"] == "ALREADY_RUNNING"
+    trigger.store.table.update_item(Key={"pk": "PIPELINE", "sk": "RETRAIN"}, UpdateExpression="SET claimed_at = :t",
+                                    ExpressionAttributeValues={":t": "2026-01-01T00:00:00.000Z"})
+    trigger.start = lambda name, params, token: "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/next"
+    assert retrain_trigger.maybe_start(trigger, "test", force=True)["started"] is True
+
+
 def test_the_schedule_does_nothing_without_new_feedback(trigger):
     assert retrain_trigger.on_event(_event(SCHEDULED, source="aws.events"), trigger)["reason"] == "BELOW_THRESHOLD"
 
@@ -143,6 +152,7 @@ def test_the_version_becomes_current_when_the_endpoint_settles_on_it(registry, s
     arn = package("Approved", "v3")
     deps = deploy_model.Deps(study_store, sm, settings, switch=lambda *_: False)
     config = deploy_model.deploy(arn, deps)["endpoint_config"]
+    assert deploy_model.deploy(arn, deps)["endpoint_config"] == config  # EventBridge may deliver twice
     assert _settle(deps, monkeypatch, config) == {"settled": True, "model_version": "v3"}
     current = study_store.current_model()
     assert current["model_version"] == "v3" and current["model_package_arn"] == arn
@@ -163,3 +173,17 @@ def test_packages_that_are_not_approved_are_not_deployed(registry, study_store):
     assert not deploy_model.deploy(package("PendingManualApproval", "v5"), deps)["deployed"]
     other_group = _event(PACKAGE_STATE, {"ModelPackageArn": "x", "ModelPackageGroupName": "other", "ModelApprovalStatus": "Approved"})
     assert not deploy_model.on_event(other_group, deps)["deployed"]
+
+
+def test_resources_made_by_an_earlier_delivery_are_reused_other_errors_raise():
+    from botocore.exceptions import ClientError
+
+    def exists(**_):  # what SageMaker answers for a name in use (moto accepts duplicates silently)
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "Cannot create already existing model"}}, "CreateModel")
+
+    def denied(**_):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "CreateModel")
+
+    deploy_model._create_once(exists, ModelName="m")
+    with pytest.raises(ClientError):
+        deploy_model._create_once(denied, ModelName="m")
