@@ -46,7 +46,6 @@ class LocalStack:
         self.runs: dict[str, RunResult] = {}
         self.pipeline_overrides = pipeline_overrides or {}  # e.g. fewer training iterations in tests
         self.settings = settings or {}  # Lambda settings (e.g. RETRAIN_MIN_FEEDBACK) for this stack
-        self._run_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def _api_key(self) -> str:
@@ -145,7 +144,7 @@ class LocalStack:
         log.info("endpoint %s now serves %s (%s)", endpoint, version, config_name)
         return True
 
-    # -- retraining: the pipeline's steps run here, one run at a time ------------------------------
+    # -- retraining: the pipeline's steps run here (one run at a time: the trigger's lock) ---------
     def runner(self, log_fn=None) -> LocalPipelineRunner:
         train, evaluation = self.retrain_data.ensure()
         return LocalPipelineRunner(self.work_dir, self.aws.names.study_bucket, self.aws.names.model_bucket,
@@ -168,7 +167,7 @@ class LocalStack:
         run_id = arn.rsplit("/", 1)[-1]
         run_dir = self.work_dir / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        with self._run_lock, (run_dir / "progress.log").open("a") as progress:
+        with (run_dir / "progress.log").open("a") as progress:
             def log_line(line: str) -> None:
                 progress.write(line + "\n")
                 progress.flush()

@@ -13,20 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from discscope.artifact import model_in
+from discscope.dataset import dataset_folders
 from discscope.evaluate import compare_models
-
-
-def model_path(folder: Path) -> Path:
-    """The model inside a processing input folder: a model.tar.gz, or the folder itself."""
-    tars = sorted(folder.glob("*.tar.gz"))
-    return tars[0] if tars else folder
-
-
-def dataset_folders(folder: Path) -> list[Path]:
-    """The folder itself when it holds cases, else its subfolders that do."""
-    if any(folder.glob("*_mask.mha")):
-        return [folder]
-    return [d for d in sorted(folder.iterdir()) if d.is_dir() and any(d.glob("*_mask.mha"))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data:
         print(f"no evaluation cases under {args.eval}", file=sys.stderr)
         return 1
-    report = compare_models(model_path(args.candidate), model_path(args.production), data, args.output_dir)
+    report = compare_models(model_in(args.candidate), model_in(args.production), data, args.output_dir)
     for role in ("production", "candidate"):
         r = report[role]
         print(f"{role:<11} {r['version']}: AUC {r['auc']} sensitivity {r['sensitivity']} specificity {r['specificity']} ECE {r['ece']}")

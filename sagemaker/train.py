@@ -14,7 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from discscope.artifact import write_code_dir
+from discscope.artifact import model_in, write_code_dir
+from discscope.dataset import dataset_folders
 from discscope.evaluate import plot_training_curves
 from discscope.train import TrainConfig, train, train_classifier
 
@@ -24,19 +25,8 @@ MODEL_CHANNELS = ("SM_CHANNEL_PRODUCTION", "SM_CHANNEL_FEEDBACK")
 def channels() -> list[str]:
     """Dataset folders from the data channels (all but production/feedback)."""
     found = sorted((k, v) for k, v in os.environ.items() if k.startswith("SM_CHANNEL_") and k not in MODEL_CHANNELS)
-    # nested layouts (a channel holding dataset folders) are searched one level down too
-    dirs = []
-    for _, path in found:
-        p = Path(path)
-        subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(d.glob("*_mask.mha"))]
-        dirs += [str(d) for d in subdirs] if not any(p.glob("*_mask.mha")) and subdirs else [str(p)]
-    return dirs
-
-
-def model_file(channel: Path) -> Path:
-    """A model.tar.gz in the channel, or the channel folder itself when it holds model.pt."""
-    tars = sorted(channel.glob("*.tar.gz"))
-    return tars[0] if tars else channel
+    # a channel without cases stays in the list, so training names it in its "no cases" error
+    return [str(d) for _, path in found for d in dataset_folders(path) or [Path(path)]]
 
 
 def main() -> None:
@@ -59,7 +49,7 @@ def main() -> None:
         if not production:
             raise SystemExit("--mode classifier needs the 'production' channel (the model to start from)")
         feedback = [os.environ["SM_CHANNEL_FEEDBACK"]] if os.environ.get("SM_CHANNEL_FEEDBACK") else []
-        metadata = train_classifier(data, model_file(Path(production)), model_dir, feedback_dirs=feedback,
+        metadata = train_classifier(data, model_in(production), model_dir, feedback_dirs=feedback,
                                     init=args.init or "production", config=config)
     else:
         config.init_weights = args.init or None

@@ -15,10 +15,7 @@ def _report(improvement: float, sensitivity: float) -> dict:
 
 @pytest.fixture(scope="module")
 def runner() -> LocalPipelineRunner:
-    return _bare_runner()
-
-
-def _bare_runner() -> LocalPipelineRunner:
+    """Only the definition is needed to decide; no buckets or datasets."""
     r = object.__new__(LocalPipelineRunner)
     r.definition = load_definition()
     return r

@@ -52,6 +52,12 @@ def pack(model_dir: str | Path, out_tar: str | Path) -> Path:
     return out_tar
 
 
+def model_in(folder: str | Path) -> Path:
+    """The model in a SageMaker input folder: a model.tar.gz there, or the folder itself (model.pt)."""
+    tars = sorted(Path(folder).glob("*.tar.gz"))
+    return tars[0] if tars else Path(folder)
+
+
 def resolve_model_dir(path: str | Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
     """A folder with model.pt, or a model.tar.gz unpacked to a temporary folder (kept by the caller)."""
     path = Path(path)

@@ -46,6 +46,15 @@ def find_cases(folders: list[str | Path]) -> list[Case]:
     return cases
 
 
+def dataset_folders(folder: str | Path) -> list[Path]:
+    """The folder itself when it holds cases, else its subfolders that do (a SageMaker channel or
+    processing input may hold one dataset or several)."""
+    folder = Path(folder)
+    if any(folder.glob("*_mask.mha")):
+        return [folder]
+    return [d for d in sorted(folder.iterdir()) if d.is_dir() and any(d.glob("*_mask.mha"))] if folder.is_dir() else []
+
+
 def load_case(case: Case) -> tuple[Volume, np.ndarray, dict[str, bool]]:
     """(volume, canonical mask uint8, herniation label per level)."""
     volume = read_study(case.image_path)
