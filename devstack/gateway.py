@@ -1,6 +1,9 @@
 """An API Gateway-shaped HTTP front: `/api/*` becomes REST proxy events for the `api` Lambda (invoked
 through the local Lambda service), checked for the API key as a usage plan would; everything else
 is the static web page from `web/` plus a generated `config.js` telling the page where the API is.
+
+Requests are made as the stack's named local user, handed to the Lambda in the shape API Gateway's
+Cognito authorizer gives (`requestContext.authorizer.claims`), so reviews record who saved them.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Con
         "Access-Control-Allow-Methods": "GET,POST,OPTIONS"}
 
 
-def proxy_event(method: str, path: str, query: str, headers: dict[str, str], body: str | None, source_ip: str) -> dict:
-    """The REST API (v1) Lambda proxy event API Gateway would send for this request."""
+def proxy_event(method: str, path: str, query: str, headers: dict[str, str], body: str | None, source_ip: str,
+                user: str | None = None) -> dict:
+    """The REST API (v1) Lambda proxy event API Gateway would send for this request (from `user`,
+    when given, as a Cognito user-pool authorizer would pass a signed-in user)."""
     multi = parse_qs(query, keep_blank_values=True)
+    authorizer = {"claims": {"cognito:username": user, "token_use": "id"}} if user else None
     return {
         "resource": "/{proxy+}", "path": path, "httpMethod": method,
         "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
@@ -35,14 +41,16 @@ def proxy_event(method: str, path: str, query: str, headers: dict[str, str], bod
         "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/local{path}", "stage": "local",
                            "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000),
                            "identity": {"sourceIp": source_ip, "apiKey": headers.get("x-api-key")},
-                           "accountId": "123456789012", "apiId": "local"},
+                           "authorizer": authorizer, "accountId": "123456789012", "apiId": "local"},
         "body": body, "isBase64Encoded": False,
     }
 
 
 class Gateway:
-    def __init__(self, api_function: str, api_key: str, web_root: Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, api_function: str, api_key: str, web_root: Path, port: int = 0, host: str = "127.0.0.1",
+                 user: str | None = None):
         self.api_function, self.api_key, self.web_root = api_function, api_key, web_root.resolve()
+        self.user = user  # the local reviewer
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
         self._lambda = None
@@ -107,7 +115,8 @@ class Gateway:
                 if headers.get("x-api-key") != gateway.api_key:  # as API Gateway with apiKeyRequired
                     return self._send(403, b'{"message": "Forbidden"}', {"Content-Type": "application/json"} | CORS)
                 path = unquote(url.path[len(API_PREFIX):]) or "/"
-                result = gateway.invoke_api(proxy_event(method, path, url.query, headers, body, self.client_address[0]))
+                result = gateway.invoke_api(proxy_event(method, path, url.query, headers, body, self.client_address[0],
+                                                        gateway.user))
                 out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
                 out_headers.setdefault("Content-Type", "application/json")
                 out = (result.get("body") or "").encode()

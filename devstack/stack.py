@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -30,8 +31,9 @@ class LocalStack:
     def __init__(self, model: str | Path, state_dir: Path | None = DEFAULT_STATE, api_port: int = 0,
                  endpoint_port: int = 0, aws_port: int | None = None, snapshot_every_s: float = 30.0,
                  retrain_data: RetrainData | None = None, pipeline_overrides: dict | None = None,
-                 settings: dict[str, str] | None = None):
+                 settings: dict[str, str] | None = None, user: str | None = None):
         self.model = model
+        self.user = user or local_user()  # who the page and local clients act as
         self.state_dir = Path(state_dir) if state_dir else None
         self.api_port, self.endpoint_port, self.snapshot_every_s = api_port, endpoint_port, snapshot_every_s
         self.aws = LocalAws(port=aws_port)
@@ -75,7 +77,7 @@ class LocalStack:
         self._deploy_initial_model()
         self.aws.start_pipeline, self.aws.switch_endpoint = self._start_pipeline, self._switch_endpoint
         self._resume_unfinished()
-        self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port).start()
+        self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port, user=self.user).start()
         self._write_stack_file()
         if self.state and self.snapshot_every_s:
             threading.Thread(target=self._snapshots, name="snapshots", daemon=True).start()
@@ -250,7 +252,16 @@ class LocalStack:
             f"  endpoint      {self.endpoint.url}   (model {self.endpoint.model_host.predictor.version})",
             f"  AWS (moto)    {self.aws.url}",
             f"  state         {self.state_dir or 'in memory only'}",
+            f"  reviewer      {self.user}   (discscope up --user NAME)",
         ])
+
+
+def local_user() -> str:
+    """The OS user name, as the local reviewer's name by default."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return "local-user"
 
 
 def _exists(describe, **kwargs) -> bool:

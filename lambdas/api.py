@@ -3,7 +3,8 @@
 Routes: POST /studies, GET /studies, GET /studies/{id}, POST /studies/{id}/corrections,
 POST /studies/{id}/accept, GET /models/current. Bodies are validated with powertools parser
 models; every error is JSON `{"error_code", "message"}`. Authentication happens in front of this
-function (API Gateway API keys / Cognito in AWS, the local proxy's API key check locally).
+function (API Gateway API keys / Cognito in AWS, the local proxy's API key check locally); the
+caller it established is recorded as the reviewer of each saved review.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -25,9 +25,11 @@ from botocore.config import Config
 from pydantic import Field, field_validator
 
 from lambdas.shared import keys, yolo
+from lambdas.shared.identity import Caller, caller_from_event, display_name
 from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
-from lambdas.shared.store import REVIEWED, SUCCEEDED, StudyStore, TransitionError
+from lambdas.shared.store import REVIEWED, SUCCEEDED, StaleVersion, StudyStore, TransitionError, now_iso
+from lambdas.shared.worklist import WorklistQuery, disc_summary
 
 logger, tracer, metrics = tools("api")
 app = APIGatewayRestResolver()
@@ -40,9 +42,9 @@ ARTIFACTS = keys.RESULT_FILES
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
 
 
 # --- request models ----------------------------------------------------------------------------
@@ -66,6 +68,8 @@ class DiscIn(BaseModel):
     box: list[float] = Field(min_length=4, max_length=4)
     level: Literal["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
     herniated: bool = False
+    # the model's disc (index into the study's discs) this box came from; none for a drawn box
+    model_disc: int | None = Field(default=None, ge=0, lt=64)
 
     @field_validator("box")
     @classmethod
@@ -75,8 +79,20 @@ class DiscIn(BaseModel):
         return box
 
 
+class OtherDiscIn(DiscIn):
+    """A disc outside the YOLO classes (T12-L1): kept with the review, not in the training file."""
+    level: Literal["T12-L1"]
+
+
 class Corrections(BaseModel):
     discs: list[DiscIn] = Field(max_length=12)
+    other_discs: list[OtherDiscIn] = Field(default_factory=list, max_length=4)
+    # the review version the reviewer saw (0: none); a save on any other version is refused
+    base_version: int = Field(default=0, ge=0)
+
+
+class Acceptance(BaseModel):
+    base_version: int = Field(default=0, ge=0)
 
 
 # --- dependencies ------------------------------------------------------------------------------
@@ -123,47 +139,103 @@ def get_study(study_id: str, deps: Deps) -> dict:
         name: deps.s3.generate_presigned_url("get_object", Params={"Bucket": deps.settings.study_bucket, "Key": key},
                                              ExpiresIn=deps.settings.presign_expiry_s)
         for name, key in artifacts.items() if name in ARTIFACTS}
-    study["feedback"] = [{k: f[k] for k in ("kind", "created_at", "s3_key")} for f in deps.store.feedback(study_id)]
+    history = deps.store.feedback(study_id)
+    study["feedback"] = [_history_entry(f) for f in history]
+    study["feedback_version"] = study.get("feedback_version", len(history))
     return study
 
 
-def list_studies(limit: int, cursor: str | None, deps: Deps) -> dict:
-    start = _decode_cursor(cursor) if cursor else None
-    items, last = deps.store.list_recent(limit=limit, cursor=start)
-    return {"studies": items,
-            "next_cursor": _encode_cursor(last) if last else None}
+def _history_entry(item: dict) -> dict:
+    """One review as the study's history shows it: who, when, what."""
+    entry = {k: item[k] for k in ("version", "kind", "created_at", "s3_key", "discs") if k in item}
+    entry["reviewer"] = item.get("reviewer") or {"id": "unknown", "kind": "client", "name": "unknown"}
+    if "replaces" in item:
+        entry["replaces"] = item["replaces"]
+    return entry
 
 
-def save_feedback(study_id: str, kind: Literal["correction", "accept"], body: dict | None, deps: Deps) -> dict:
+def list_studies(params: dict[str, str | None], caller: Caller, deps: Deps) -> dict:
+    """The worklist: studies in the date window, filtered and ordered (unreviewed first), a page
+    at a time; the cursor is the position in that order."""
+    raw = params.get("limit") or "20"
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise ApiError(400, "BAD_REQUEST", "limit must be an integer from 1 to 100")
+    try:
+        query = WorklistQuery.from_params(params)
+    except ValueError as exc:
+        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
+    start = _decode_cursor(params["cursor"]).get("offset", 0) if params.get("cursor") else 0
+    if not isinstance(start, int) or start < 0:
+        raise ApiError(400, "BAD_CURSOR", "the cursor is not one this API returned")
+    window, truncated = deps.store.list_window(query.since, query.until)
+    ordered = query.arrange(window)
+    end = start + int(raw)
+    return {"studies": ordered[start:end], "total": len(ordered), "truncated": truncated,
+            "next_cursor": _encode_cursor({"offset": end}) if end < len(ordered) else None,
+            "reviewers": sorted({s["reviewed_by"] for s in window if s.get("reviewed_by")}),
+            "caller": {"id": caller.id, "kind": caller.kind}}
+
+
+def save_feedback(study_id: str, kind: Literal["correction", "accept"], body: dict | None, reviewer: dict,
+                  deps: Deps) -> dict:
+    """Record a review as the study's next version (never overwriting one) and write its YOLO file.
+
+    `reviewer` is who saves it ({id, kind, name}). The body says which version the reviewer saw
+    (`base_version`); when someone saved since, the save is refused (409 STALE_VERSION).
+    """
     study = _study(study_id, deps)
     if study["status"] not in (SUCCEEDED, REVIEWED):
         raise ApiError(409, "NOT_READY", f"study is {study['status']}; feedback needs a finished study")
     height, width = study["image_size"]
     if kind == "correction":
-        discs = [d.model_dump() for d in _parse(body, Corrections).discs]
+        request = _parse(body, Corrections)
+        discs = [d.model_dump(exclude_none=True) for d in request.discs + request.other_discs]
         key = keys.corrected_key(study_id)
-    else:  # accept the model's discs as they are (levels outside the YOLO classes are left out)
-        discs = [{"box": d["box"], "level": d["level"], "herniated": d["herniated"]}
-                 for d in study.get("discs") or [] if d["level"] in yolo.LEVELS]
+    else:  # accept the model's discs as they are
+        request = _parse(body if body is not None else {}, Acceptance)
+        discs = [{"box": d["box"], "level": d["level"], "herniated": d["herniated"], "model_disc": i}
+                 for i, d in enumerate(study.get("discs") or [])]
         key = keys.initial_key(study_id)
     for d in discs:
         x1, y1, x2, y2 = d["box"]
         if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
             raise ApiError(400, "BOX_OUTSIDE_IMAGE", f"box {d['box']} is outside the {width}x{height} key slice")
-    text = yolo.to_lines([yolo.Box(d["level"], d["herniated"], *d["box"]) for d in discs], width, height)
-    deps.s3.put_object(Bucket=deps.settings.study_bucket, Key=key, Body=text.encode(), ContentType="text/plain")
-    saved_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    deps.store.add_feedback(study_id, kind, key, discs, study.get("model_version"))
+    # the training file holds the YOLO classes only; other levels (T12-L1) stay in the review
+    training = [d for d in discs if d["level"] in yolo.LEVELS]
+    text = yolo.to_lines([yolo.Box(d["level"], d["herniated"], *d["box"]) for d in training], width, height)
+    at, version = now_iso(), request.base_version + 1
     try:
-        deps.store.transition(study_id, REVIEWED, reviewed_discs=discs, review={"kind": kind, "at": saved_at, "s3_key": key})
+        saved = deps.store.save_review(
+            study_id, request.base_version, at,
+            {"kind": kind, "s3_key": key, "discs": discs, "model_version": study.get("model_version"), "reviewer": reviewer},
+            {"reviewed_discs": discs, "reviewed_by": reviewer["id"], "reviewed_at": at,
+             "herniated": disc_summary(discs)["herniated"],
+             "review": {"kind": kind, "at": at, "by": reviewer, "version": version, "s3_key": key}})
+    except StaleVersion as exc:
+        raise _stale(exc) from None
     except TransitionError as exc:
         raise ApiError(409, "NOT_READY", str(exc)) from None
+    # only a save that won its version touches the training file
+    deps.s3.put_object(Bucket=deps.settings.study_bucket, Key=key, Body=text.encode(), ContentType="text/plain")
     deps.events.put_events(Entries=[{
         "Source": "discscope.api", "DetailType": "FeedbackSaved", "EventBusName": deps.settings.event_bus,
-        "Detail": json.dumps({"study_id": study_id, "kind": kind, "s3_key": key, "discs": len(discs),
+        "Detail": json.dumps({"study_id": study_id, "kind": kind, "s3_key": key, "discs": len(training),
+                              "version": saved["version"], "reviewer": reviewer["id"],
                               "model_version": study.get("model_version")})}])
     metrics.add_metric(name="FeedbackSaved", unit=MetricUnit.Count, value=1)
-    return {"study_id": study_id, "kind": kind, "s3_key": key, "yolo": text, "discs": discs, "status": REVIEWED}
+    return {"study_id": study_id, "kind": kind, "version": saved["version"], "reviewer": reviewer,
+            "saved_at": saved["created_at"], "s3_key": key, "yolo": text, "discs": discs, "status": REVIEWED}
+
+
+def _stale(exc: StaleVersion) -> ApiError:
+    latest = exc.latest or {}
+    who = (latest.get("reviewer") or {}).get("name") or "someone"
+    what = "an acceptance of the model's result" if latest.get("kind") == "accept" else "a correction"
+    return ApiError(409, "STALE_VERSION",
+                    f"Not saved: {who} saved {what} (version {exc.current}) at {latest.get('created_at', 'an earlier time')}, "
+                    f"after you opened version {exc.base}. Reload the study to see it; your change was not stored.",
+                    {"current_version": exc.current, "base_version": exc.base,
+                     "latest": {k: latest[k] for k in ("version", "kind", "created_at", "reviewer") if k in latest}})
 
 
 def current_model(deps: Deps) -> dict:
@@ -221,12 +293,16 @@ def _create() -> Response:
     return Response(201, "application/json", json.dumps(create_study(_json_body(), default_deps())))
 
 
+def _reviewer() -> dict:
+    event = app.current_event.raw_event
+    caller = caller_from_event(event)
+    return {"id": caller.id, "kind": caller.kind, "name": display_name(event)}
+
+
 @app.get("/studies")
 def _list() -> dict:
-    raw = app.current_event.get_query_string_value("limit", "20") or "20"
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise ApiError(400, "BAD_REQUEST", "limit must be an integer from 1 to 100")
-    return list_studies(int(raw), app.current_event.get_query_string_value("cursor"), default_deps())
+    params = app.current_event.query_string_parameters or {}
+    return list_studies(params, caller_from_event(app.current_event.raw_event), default_deps())
 
 
 @app.get("/studies/<study_id>")
@@ -236,12 +312,13 @@ def _get(study_id: str) -> dict:
 
 @app.post("/studies/<study_id>/corrections")
 def _corrections(study_id: str) -> dict:
-    return save_feedback(study_id, "correction", _json_body(), default_deps())
+    return save_feedback(study_id, "correction", _json_body(), _reviewer(), default_deps())
 
 
 @app.post("/studies/<study_id>/accept")
 def _accept(study_id: str) -> dict:
-    return save_feedback(study_id, "accept", None, default_deps())
+    body = _json_body() if app.current_event.body else None
+    return save_feedback(study_id, "accept", body, _reviewer(), default_deps())
 
 
 @app.get("/models/current")
@@ -251,7 +328,8 @@ def _model() -> dict:
 
 @app.exception_handler(ApiError)
 def _api_error(exc: ApiError) -> Response:
-    return Response(exc.status, "application/json", json.dumps({"error_code": exc.code, "message": exc.message}))
+    return Response(exc.status, "application/json",
+                    json.dumps({"error_code": exc.code, "message": exc.message} | exc.details))
 
 
 @app.not_found

@@ -24,10 +24,16 @@ from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
 from lambdas.shared.sniff import SniffError, sniff
 from lambdas.shared.store import PROCESSING, SUCCEEDED, StudyStore, TransitionError
+from lambdas.shared.worklist import disc_summary
 
 logger, tracer, metrics = tools("workflow")
 
 SNIFF_BYTES = 1024
+# The endpoint's result as it is kept (result.json, the study record). The review fields are newer
+# than some models: an older result lacks them, and a missing field is left out, not stored empty.
+RESULT_FIELDS = ("model_version", "slice_index", "image_size", "num_slices", "spacing_mm", "discs", "slices",
+                 "timings_ms")
+REVIEW_FIELDS = ("spacing_source", "naming_confidence", "needs_review", "review_reasons")
 
 
 class WorkflowError(Exception):
@@ -132,8 +138,7 @@ def infer(event: dict, deps: Deps) -> dict:
         if body.get(field):
             artifacts[name] = keys.result_key(study_id, name)
             deps.s3.put_object(Bucket=bucket, Key=artifacts[name], Body=base64.b64decode(body[field]), ContentType=ctype)
-    summary = {k: body.get(k) for k in ("model_version", "slice_index", "image_size", "num_slices", "spacing_mm",
-                                         "discs", "slices", "timings_ms")}
+    summary = {k: body.get(k) for k in RESULT_FIELDS} | {k: body[k] for k in REVIEW_FIELDS if k in body}
     artifacts["result.json"] = keys.result_key(study_id, "result.json")
     deps.s3.put_object(Bucket=bucket, Key=artifacts["result.json"], Body=json.dumps(summary).encode(),
                        ContentType="application/json")
@@ -145,6 +150,8 @@ def persist(event: dict, deps: Deps) -> dict:
     inference = event["inference"]
     fields = {k: inference.get(k) for k in ("model_version", "slice_index", "image_size", "num_slices", "discs",
                                             "slices", "artifacts", "timings_ms")}
+    fields |= {k: inference[k] for k in REVIEW_FIELDS if inference.get(k) is not None}
+    fields |= disc_summary(fields["discs"]) | {"needs_review": bool(inference.get("needs_review"))}
     try:
         study = deps.store.transition(event["study_id"], SUCCEEDED, **fields)
     except TransitionError as exc:

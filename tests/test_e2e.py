@@ -196,3 +196,85 @@ def test_static_files_do_not_escape_the_web_folder(stack):
         conn.close()
     with urllib.request.urlopen(stack.gateway.url + "/vendor/annotorious/annotorious.js") as resp:
         assert resp.status == 200
+
+
+def _yolo_text(stack, key: str) -> str:
+    return boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=key)["Body"].read().decode()
+
+
+def test_two_reviewers_versions_and_a_stale_accept_refused(stack, client, phantom_dir, monkeypatch):
+    """Alice corrects; Bob, whose page still shows the unreviewed study, accepts: refused with 409, her
+    correction stays; after a reload Bob's save becomes version 2 and the history names both."""
+    study = client.analyze(find_cases([phantom_dir])[4].image_path, timeout=180)
+    sid = study["study_id"]
+    assert study["feedback_version"] == 0 and study["feedback"] == []
+    mine = [{"box": d["box"], "level": d["level"], "herniated": not d["herniated"], "model_disc": i}
+            for i, d in enumerate(study["discs"]) if d["level"] in yolo.LEVELS]
+    monkeypatch.setattr(stack.gateway, "user", "alice")
+    saved = client.correct(sid, mine, base_version=0)
+    assert saved["version"] == 1 and saved["reviewer"]["id"] == "alice"
+    text = _yolo_text(stack, keys.corrected_key(sid))
+
+    monkeypatch.setattr(stack.gateway, "user", "bob")
+    with pytest.raises(ApiError) as ei:
+        client.accept(sid, base_version=0)
+    assert (ei.value.status, ei.value.code) == (409, "STALE_VERSION")
+    assert "alice" in ei.value.message and "version 1" in ei.value.message and "Reload" in ei.value.message
+    s3 = boto3.client("s3")
+    with pytest.raises(s3.exceptions.NoSuchKey):  # the stale accept wrote no training file
+        _yolo_text(stack, keys.initial_key(sid))
+    after = client.study(sid)
+    assert after["reviewed_discs"] == mine and after["review"]["by"]["id"] == "alice"
+    assert _yolo_text(stack, keys.corrected_key(sid)) == text
+
+    accepted = client.accept(sid, base_version=1)
+    assert accepted["version"] == 2
+    final = client.study(sid)
+    assert final["feedback_version"] == 2 and final["review"]["kind"] == "accept" and final["reviewed_by"] == "bob"
+    assert [(f["version"], f["kind"], f["reviewer"]["id"]) for f in final["feedback"]] == \
+        [(1, "correction", "alice"), (2, "accept", "bob")]
+    assert final["feedback"][0]["discs"] == mine  # version 1 is still there, unchanged
+    assert all(f["created_at"] for f in final["feedback"])
+
+
+def test_t12_l1_is_kept_with_the_review_but_not_in_the_yolo_file(stack, client, analysed):
+    study = client.study(analysed["study_id"])
+    h, w = study["image_size"]
+    body = {"discs": [{"box": [10, 60, 50, 70], "level": "L5-S1", "herniated": False}],
+            "other_discs": [{"box": [10, 5, 50, 15], "level": "T12-L1", "herniated": True}],
+            "base_version": study["feedback_version"]}
+    saved = client._request("POST", f"/studies/{study['study_id']}/corrections", body)
+    assert [d["level"] for d in saved["discs"]] == ["L5-S1", "T12-L1"]
+    assert len(saved["yolo"].splitlines()) == 1 and saved["yolo"].startswith("8 ")
+    assert [d["level"] for d in client.study(study["study_id"])["reviewed_discs"]] == ["L5-S1", "T12-L1"]
+    with pytest.raises(ApiError) as ei:  # other_discs is for levels outside the YOLO classes only
+        client._request("POST", f"/studies/{study['study_id']}/corrections",
+                        {"discs": [], "other_discs": [{"box": [1, 1, 5, 5], "level": "L4-L5"}],
+                         "base_version": saved["version"]})
+    assert ei.value.code == "BAD_REQUEST"
+
+
+def test_worklist_filters_and_order_through_the_api(stack, client, phantom_dir, monkeypatch):
+    monkeypatch.setattr(stack.gateway, "user", "carol")
+    fresh = client.analyze(find_cases([phantom_dir])[5].image_path, timeout=180)
+    reviewed = client.analyze(find_cases([phantom_dir])[0].image_path, timeout=180)
+    client.accept(reviewed["study_id"])
+    listed = client.studies(limit=100)
+    order = [s["study_id"] for s in listed["studies"]]
+    assert order.index(fresh["study_id"]) < order.index(reviewed["study_id"])  # unreviewed first
+    first_reviewed = next(i for i, s in enumerate(listed["studies"]) if s["status"] == "REVIEWED")
+    assert all(s["status"] != "REVIEWED" for s in listed["studies"][:first_reviewed])
+    assert listed["caller"] == {"id": "carol", "kind": "user"} and "carol" in listed["reviewers"]
+    mine = client.studies(reviewer="carol")["studies"]
+    assert [s["study_id"] for s in mine] == [reviewed["study_id"]] and mine[0]["reviewed_at"]
+    entry = next(s for s in listed["studies"] if s["study_id"] == fresh["study_id"])
+    assert entry["max_probability"] == pytest.approx(max(d["probability"] for d in fresh["discs"]))
+    assert entry["herniated"] == any(d["herniated"] for d in fresh["discs"]) and entry["needs_review"] is False
+    by_p = [s.get("max_probability") for s in client.studies(limit=100, sort="probability", status="SUCCEEDED")["studies"]]
+    assert by_p == sorted(by_p, key=lambda p: -(p if p is not None else -1))
+    page1 = client.studies(limit=2, status="SUCCEEDED,REVIEWED")
+    page2 = client.studies(limit=2, cursor=page1["next_cursor"], status="SUCCEEDED,REVIEWED")
+    assert not {s["study_id"] for s in page1["studies"]} & {s["study_id"] for s in page2["studies"]}
+    with pytest.raises(ApiError) as ei:
+        client.studies(sort="size")
+    assert ei.value.code == "BAD_REQUEST"

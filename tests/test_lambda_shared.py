@@ -1,4 +1,4 @@
-"""lambdas/shared: keys, YOLO text and the study store (DynamoDB through moto)."""
+"""lambdas/shared: keys, YOLO text, the study store (DynamoDB through moto), callers and the worklist."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import pytest
 from discscope.levels import YOLO_CLASSES
 
 from lambdas.shared import keys, store, yolo
+from lambdas.shared.identity import Caller, caller_from_event, display_name
+from lambdas.shared.worklist import WorklistQuery, disc_summary
 
 
 def test_yolo_classes_match_the_package():
@@ -113,3 +115,131 @@ def test_lambda_sniffer_agrees_with_the_package(head, name):
     except sniff.SniffError as exc:
         got = ("error", exc.code)
     assert got == expected
+
+
+def _finished(study_store, discs=None) -> str:
+    sid = keys.new_study_id()
+    study_store.create(sid, "a.mha", keys.upload_key(sid, "a.mha"), "x", 1)
+    study_store.transition(sid, store.PROCESSING)
+    study_store.transition(sid, store.SUCCEEDED, discs=discs or [])
+    return sid
+
+
+def _review(study_store, sid, base, who):
+    at = store.now_iso()
+    return study_store.save_review(sid, base, at, {"kind": "correction", "reviewer": {"id": who, "name": who}, "discs": []},
+                                   {"reviewed_by": who, "reviewed_at": at})
+
+
+def test_reviews_are_versions_and_a_stale_save_is_refused(study_store):
+    sid = _finished(study_store)
+    first = _review(study_store, sid, 0, "alice")
+    assert (first["version"], first["replaces"]) == (1, 0)
+    with pytest.raises(store.StaleVersion) as ei:  # bob still looks at the unreviewed study
+        _review(study_store, sid, 0, "bob")
+    assert (ei.value.current, ei.value.base) == (1, 0)
+    assert ei.value.latest["reviewer"]["id"] == "alice"
+    second = _review(study_store, sid, 1, "bob")  # after a reload he saves on version 1
+    assert second["version"] == 2
+    history = study_store.feedback(sid)
+    assert [(f["version"], f["reviewer"]["id"]) for f in history] == [(1, "alice"), (2, "bob")]  # nothing overwritten
+    study = study_store.get(sid)
+    assert (study["status"], study["feedback_version"], study["reviewed_by"]) == ("REVIEWED", 2, "bob")
+    with pytest.raises(store.StaleVersion):  # a version from the future is not the current one either
+        _review(study_store, sid, 7, "carol")
+
+
+def test_review_refused_before_the_study_is_finished(study_store):
+    sid = keys.new_study_id()
+    study_store.create(sid, "a.mha", keys.upload_key(sid, "a.mha"), "x", 1)
+    with pytest.raises(store.TransitionError):
+        _review(study_store, sid, 0, "alice")
+    assert study_store.feedback(sid) == []
+
+
+def test_a_study_reviewed_before_versioning_continues_at_its_review_count(study_store):
+    sid = _finished(study_store)
+    study_store.add_feedback(sid, "correction", "feedback/x.txt", [], "v1")  # the old way: no version
+    study_store.transition(sid, store.REVIEWED)
+    with pytest.raises(store.StaleVersion):
+        _review(study_store, sid, 0, "alice")
+    assert _review(study_store, sid, 1, "alice")["version"] == 2
+    assert [f["version"] for f in study_store.feedback(sid)] == [1, 2]
+
+
+@pytest.mark.parametrize("event,expected", [
+    ({"requestContext": {"authorizer": {"claims": {"cognito:username": "u-123", "cognito:groups": "radiology,admins",
+                                                   "token_use": "id", "email": "a@b.org"}}}},
+     Caller("u-123", "user", ("radiology", "admins"))),
+    ({"requestContext": {"authorizer": {"claims": {"cognito:username": "u-9", "cognito:groups": "[radiology admins]"}}}},
+     Caller("u-9", "user", ("radiology", "admins"))),
+    ({"requestContext": {"authorizer": {"claims": {"client_id": "pacs-bridge", "scope": "discscope/studies.write",
+                                                   "token_use": "access"}}}},
+     Caller("pacs-bridge", "client", ("discscope/studies.write",))),
+    ({"requestContext": {"identity": {"userArn": "arn:aws:iam::1:role/ris", "apiKeyId": "k1"}}},
+     Caller("arn:aws:iam::1:role/ris", "client", ())),
+    ({"requestContext": {"identity": {"apiKeyId": "abc123", "apiKey": "secret"}}}, Caller("api-key:abc123", "client", ())),
+    ({}, Caller("anonymous", "client", ())),
+])
+def test_caller_from_api_gateway_request_context(event, expected):
+    caller = caller_from_event(event)
+    assert caller == expected
+    assert "secret" not in caller.id  # an API key's value is never a name
+
+
+def test_display_name_prefers_the_email_claim():
+    claims = {"cognito:username": "5f1c-uuid", "email": "dr.who@example.org"}
+    assert display_name({"requestContext": {"authorizer": {"claims": claims}}}) == "dr.who@example.org"
+    assert display_name({"requestContext": {"authorizer": {"claims": {"cognito:username": "alice"}}}}) == "alice"
+
+
+def _listed(n, status, created, **fields):
+    return {"study_id": f"s{n}", "status": status, "created_at": created} | fields
+
+
+WINDOW = [
+    _listed(1, "REVIEWED", "2024-05-01T10:00", max_probability=0.99, herniated=True, reviewed_by="alice"),
+    _listed(2, "SUCCEEDED", "2024-05-02T10:00", max_probability=0.20, needs_review=True),
+    _listed(3, "SUCCEEDED", "2024-05-03T10:00", max_probability=0.90, herniated=True),
+    _listed(4, "FAILED", "2024-05-04T10:00"),
+    _listed(5, "REVIEWED", "2024-05-05T10:00", max_probability=0.10, reviewed_by="bob"),
+    _listed(6, "SUCCEEDED", "2024-05-06T10:00", max_probability=0.50),
+]
+
+
+@pytest.mark.parametrize("params,order", [
+    ({}, ["s6", "s4", "s3", "s2", "s5", "s1"]),                                   # unreviewed first, newest first
+    ({"sort": "probability"}, ["s3", "s6", "s2", "s4", "s1", "s5"]),              # highest P(LDH), unknown last
+    ({"sort": "needs_review"}, ["s2", "s6", "s4", "s3", "s5", "s1"]),
+    ({"status": "SUCCEEDED,failed"}, ["s6", "s4", "s3", "s2"]),
+    ({"reviewer": "alice"}, ["s1"]),
+    ({"herniated": "true"}, ["s3", "s1"]),
+    ({"herniated": "false", "needs_review": "false"}, ["s6", "s4", "s5"]),
+])
+def test_worklist_order_and_filters(params, order):
+    assert [s["study_id"] for s in WorklistQuery.from_params(params).arrange(WINDOW)] == order
+
+
+@pytest.mark.parametrize("params,word", [({"status": "DONE"}, "status"), ({"sort": "size"}, "sort"),
+                                         ({"herniated": "maybe"}, "herniated"), ({"since": "last week"}, "since")])
+def test_worklist_refuses_unknown_parameters(params, word):
+    with pytest.raises(ValueError, match=word):
+        WorklistQuery.from_params(params)
+
+
+def test_disc_summary_tolerates_missing_probabilities():
+    assert disc_summary([{"probability": 0.3}, {"probability": 0.7, "herniated": True}, {"level": "T12-L1"}]) == \
+        {"max_probability": 0.7, "herniated": True}
+    assert disc_summary(None) == {"max_probability": None, "herniated": False}
+
+
+def test_list_window_by_date_and_cap(study_store):
+    ids = [_finished(study_store) for _ in range(4)]
+    everything, more = study_store.list_window()
+    assert [s["study_id"] for s in everything] == ids[::-1] and not more
+    capped, more = study_store.list_window(cap=3)
+    assert len(capped) == 3 and more
+    today = everything[0]["created_at"][:10]
+    assert len(study_store.list_window(since=today, until=today)[0]) == 4
+    assert study_store.list_window(until="2000-01-01")[0] == []
+    assert set(everything[0]) <= set(store.LIST_FIELDS)  # list entries carry the projected fields only

@@ -169,3 +169,50 @@ def test_endpoint_erroring_is_retried_then_failed(stack, store, phantom_dir, mon
     assert "illegal memory access" in study["message"]
     assert len(calls) == 4  # the first try and three retries
     assert calls[-1] - calls[0] >= 1 + 2 + 4 - 0.5  # with exponential backoff
+
+
+REVIEW_RESULT = {"spacing_source": "estimated", "naming_confidence": 0.41, "needs_review": True,
+                 "review_reasons": [{"code": "SPACING_ESTIMATED", "message": "no spacing in the header"},
+                                    {"code": "LOW_NAMING_CONFIDENCE", "message": "levels may be shifted"}]}
+
+
+def test_review_fields_are_carried_into_the_study_record(stack, store, phantom_dir, monkeypatch):
+    """The endpoint's review fields (needs_review, reasons, naming confidence, per-disc grades) reach
+    result.json and the study record through Infer and Persist."""
+    aws, endpoint = stack
+    real = endpoint.model_host.invoke
+
+    def with_review_fields(*args, **kwargs):
+        result = real(*args, **kwargs)
+        for i, disc in enumerate(result["discs"]):
+            disc |= {"pfirrmann": 2 + i % 3, "bulging_probability": 0.1 * i}
+        return result | REVIEW_RESULT
+
+    monkeypatch.setattr(endpoint.model_host, "invoke", with_review_fields)
+    study = run_study(aws, store, "scan.mha", find_cases([phantom_dir])[5].image_path.read_bytes())
+    assert study["status"] == "SUCCEEDED"
+    assert {k: study[k] for k in REVIEW_RESULT} == REVIEW_RESULT
+    assert study["discs"][1]["pfirrmann"] == 3 and study["discs"][1]["bulging_probability"] == pytest.approx(0.1)
+    assert study["max_probability"] == pytest.approx(max(d["probability"] for d in study["discs"]))
+    result = json.loads(boto3.client("s3").get_object(Bucket=aws.names.study_bucket,
+                                                      Key=keys.result_key(study["study_id"], "result.json"))["Body"].read())
+    assert result["needs_review"] is True and result["review_reasons"] == REVIEW_RESULT["review_reasons"]
+
+
+def test_an_older_result_without_review_fields_is_kept_as_it_is(stack, store, phantom_dir, monkeypatch):
+    aws, endpoint = stack
+    real = endpoint.model_host.invoke
+
+    def older_model(*args, **kwargs):
+        result = real(*args, **kwargs)
+        for key in REVIEW_RESULT:
+            result.pop(key, None)
+        for disc in result["discs"]:
+            disc.pop("pfirrmann", None), disc.pop("bulging_probability", None)
+        return result
+
+    monkeypatch.setattr(endpoint.model_host, "invoke", older_model)
+    study = run_study(aws, store, "scan.mha", find_cases([phantom_dir])[0].image_path.read_bytes())
+    assert study["status"] == "SUCCEEDED"
+    assert not set(REVIEW_RESULT) - {"needs_review"} & set(study)  # absent, not stored empty
+    assert study["needs_review"] is False  # the worklist reads "not flagged"

@@ -3,6 +3,10 @@
 Status moves UPLOADED -> PROCESSING -> SUCCEEDED | FAILED -> REVIEWED; a FAILED study may be run
 again (PROCESSING) after the cause is fixed. Transitions are conditional writes, so two workers
 cannot move one study along different paths.
+
+Reviews are versioned: each saved correction or acceptance is a new FEEDBACK item with the next
+`version`, written in one transaction with the study's `feedback_version`, and only when the saver
+saw the current version; nothing is overwritten, a stale save is refused (StaleVersion).
 """
 
 from __future__ import annotations
@@ -23,8 +27,19 @@ ALLOWED_FROM = {
     REVIEWED: (SUCCEEDED, REVIEWED),
 }
 LIST_INDEX = "by_created"  # GSI: gsi1pk = "STUDY", gsi1sk = created_at#id
-# What the study list shows: the index projects only these (small reads, however big the results).
-LIST_FIELDS = ("study_id", "status", "filename", "created_at", "updated_at", "error_code", "model_version")
+# What the worklist shows, sorts and filters on: the index projects only these (small reads, however
+# big the results). The summary fields (needs_review ... feedback_version) are kept on the study
+# record by Persist and by each saved review.
+LIST_FIELDS = ("study_id", "status", "filename", "created_at", "updated_at", "error_code", "model_version",
+               "needs_review", "max_probability", "herniated", "reviewed_by", "reviewed_at", "feedback_version")
+
+
+class StaleVersion(Exception):
+    """A review was saved on a version that is no longer the study's latest."""
+
+    def __init__(self, study_id: str, base: int, current: int, latest: dict | None):
+        super().__init__(f"study {study_id} is at review version {current}, not {base}")
+        self.study_id, self.base, self.current, self.latest = study_id, base, current, latest
 
 
 class TransitionError(Exception):
@@ -66,18 +81,42 @@ class StudyStore:
         return from_dynamo(_public(item)) if item else None
 
     def list_recent(self, limit: int = 20, cursor: dict | None = None) -> tuple[list[dict], dict | None]:
-        names = {f"#a{i}": a for i, a in enumerate(LIST_FIELDS)}
         kwargs = {"IndexName": LIST_INDEX, "KeyConditionExpression": Key("gsi1pk").eq("STUDY"),
-                  "ScanIndexForward": False, "Limit": limit, "ProjectionExpression": ", ".join(names),
-                  "ExpressionAttributeNames": names}
+                  "ScanIndexForward": False, "Limit": limit}
         if cursor:
             kwargs["ExclusiveStartKey"] = cursor
         resp = self.table.query(**kwargs)
-        return [from_dynamo(_public(i)) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+        return [_listed(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
+    def list_window(self, since: str | None = None, until: str | None = None, cap: int = 5000) -> tuple[list[dict], bool]:
+        """Every study created in [since, until] (ISO prefixes), newest first, at most `cap`; and
+        whether more were left out. The worklist sorts and filters this set."""
+        condition = Key("gsi1pk").eq("STUDY")
+        if since or until:
+            condition &= Key("gsi1sk").between(since or "0", (until or "9") + "\uffff")
+        kwargs = {"IndexName": LIST_INDEX, "KeyConditionExpression": condition, "ScanIndexForward": False}
+        items: list[dict] = []
+        while len(items) < cap:
+            resp = self.table.query(**kwargs, Limit=cap - len(items))
+            items += [_listed(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items, False
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return items, True
 
     def feedback(self, study_id: str) -> list[dict]:
-        resp = self.table.query(KeyConditionExpression=Key("pk").eq(_pk(study_id)) & Key("sk").begins_with("FEEDBACK#"))
-        return [from_dynamo(i) for i in resp.get("Items", [])]
+        """The study's reviews, oldest first (each one a version)."""
+        kwargs = {"KeyConditionExpression": Key("pk").eq(_pk(study_id)) & Key("sk").begins_with("FEEDBACK#")}
+        items = []
+        while True:
+            resp = self.table.query(**kwargs)
+            items += [from_dynamo(_public(i)) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        for number, item in enumerate(items, start=1):
+            item.setdefault("version", number)  # reviews saved before versioning count in order
+        return items
 
     # -- writes --------------------------------------------------------------------------------
     def create(self, study_id: str, filename: str, upload_key: str, content_type: str, size: int) -> dict:
@@ -118,6 +157,45 @@ class StudyStore:
                 "discs": to_dynamo(discs), "model_version": model_version, "created_at": at}
         self.table.put_item(Item=item)
         return from_dynamo(item)
+
+    def save_review(self, study_id: str, base_version: int, at: str, feedback: dict, study_fields: dict[str, Any]) -> dict:
+        """Record a review as version base_version + 1: the FEEDBACK item (`feedback` plus its
+        version and time) and, on the study, status REVIEWED with `study_fields`, atomically.
+
+        Refused with StaleVersion when the study's version is not `base_version` (someone saved in
+        between), with TransitionError when the study is not finished. Returns the FEEDBACK item.
+        """
+        version = base_version + 1
+        item = {"pk": _pk(study_id), "sk": f"FEEDBACK#{at}", "study_id": study_id, "version": version,
+                "replaces": base_version, "created_at": at} | feedback
+        fields = study_fields | {"status": REVIEWED, "updated_at": at, "feedback_version": version}
+        names = {f"#f{i}": k for i, k in enumerate(fields)} | {"#s": "status", "#v": "feedback_version"}
+        values = {f":f{i}": v for i, v in enumerate(fields.values())} | {":done": SUCCEEDED, ":reviewed": REVIEWED,
+                                                                         ":base": base_version}
+        # a study without feedback_version (never reviewed, or reviewed before versioning) is at
+        # the version its review count says
+        unversioned_ok = base_version == len(self.feedback(study_id))
+        same_version = "#v = :base" + (" OR attribute_not_exists(#v)" if unversioned_ok else "")
+        try:  # the resource's client takes plain values (boto3 serialises them for DynamoDB)
+            self.table.meta.client.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table.name, "Key": {"pk": _pk(study_id), "sk": "META"},
+                            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+                            "ConditionExpression": f"attribute_exists(pk) AND #s IN (:done, :reviewed) AND ({same_version})",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": to_dynamo(values)}},
+                {"Put": {"TableName": self.table.name, "Item": to_dynamo(item),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            current = self.get(study_id)
+            if current is None or current["status"] not in (SUCCEEDED, REVIEWED):
+                raise TransitionError(study_id, REVIEWED, current and current["status"]) from None
+            history = self.feedback(study_id)
+            raise StaleVersion(study_id, base_version, current.get("feedback_version", len(history)),
+                               history[-1] if history else None) from None
+        return from_dynamo(_public(item))
 
     # -- the deployed model ----------------------------------------------------------------------
     def current_model(self) -> dict | None:
@@ -189,4 +267,9 @@ RETRAIN_KEY = {"pk": "PIPELINE", "sk": "RETRAIN"}
 
 def _public(item: dict) -> dict:
     return {k: v for k, v in item.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
+
+
+def _listed(item: dict) -> dict:
+    """A list entry: the projected fields only (an index that projects more gives no more)."""
+    return from_dynamo({k: v for k, v in item.items() if k in LIST_FIELDS})
 

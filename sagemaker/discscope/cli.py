@@ -140,7 +140,7 @@ def cmd_up(args) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     settings = {"RETRAIN_APPROVAL": args.approval, "RETRAIN_MIN_FEEDBACK": str(args.retrain_after)}
     stack = LocalStack(args.model, None if args.ephemeral else Path(args.state), api_port=args.port,
-                       endpoint_port=args.endpoint_port, settings=settings).start()
+                       endpoint_port=args.endpoint_port, settings=settings, user=args.user).start()
     print("DiscScope local stack is up:\n" + stack.describe(), flush=True)
     print(f"\nanalyse a study:  discscope analyze FILE --api {stack.gateway.api_url} --api-key {stack.api_key}", flush=True)
     print(f"retraining:       starts after {args.retrain_after} saved reviews, or now with `discscope retrain`"
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approval", choices=("auto", "manual"), default="auto",
                    help="auto: deploy a candidate that passed the check; manual: wait for `discscope approve`")
     p.add_argument("--retrain-after", type=int, default=20, help="saved reviews that start a retraining run")
+    p.add_argument("--user", help="the reviewer recorded on saved reviews (default: your OS user name)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("analyze", help="send a study through the REST API and wait for the result")

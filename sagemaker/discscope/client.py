@@ -6,6 +6,7 @@ import json
 import mimetypes
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -80,15 +81,18 @@ class Client:
     def study(self, study_id: str) -> dict:
         return self._request("GET", f"/studies/{study_id}")
 
-    def studies(self, limit: int = 20, cursor: str | None = None) -> dict:
-        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
-        return self._request("GET", f"/studies{query}")
+    def studies(self, limit: int = 20, cursor: str | None = None, **filters: str) -> dict:
+        """The worklist (unreviewed first); filters: status, reviewer, herniated, needs_review,
+        since, until, sort (date | needs_review | probability)."""
+        params = {"limit": limit} | ({"cursor": cursor} if cursor else {}) | filters
+        return self._request("GET", f"/studies?{urllib.parse.urlencode(params)}")
 
-    def correct(self, study_id: str, discs: list[dict]) -> dict:
-        return self._request("POST", f"/studies/{study_id}/corrections", {"discs": discs})
+    def correct(self, study_id: str, discs: list[dict], base_version: int = 0) -> dict:
+        """Save a correction on top of review version `base_version` (0: the unreviewed study)."""
+        return self._request("POST", f"/studies/{study_id}/corrections", {"discs": discs, "base_version": base_version})
 
-    def accept(self, study_id: str) -> dict:
-        return self._request("POST", f"/studies/{study_id}/accept", {})
+    def accept(self, study_id: str, base_version: int = 0) -> dict:
+        return self._request("POST", f"/studies/{study_id}/accept", {"base_version": base_version})
 
     def current_model(self) -> dict:
         return self._request("GET", "/models/current")
