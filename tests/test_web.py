@@ -1,4 +1,5 @@
-"""The annotation page in a real browser (Debian's Chromium, headless) against the local stack.
+"""The annotation page in a real browser (Debian's Chromium, headless) against the local stack:
+upload, review, save, accept, refused files, slices, deep links, layout.
 
 Screenshots of each screen go to test-artifacts/screens/.
 """
@@ -6,83 +7,14 @@ Screenshots of each screen go to test-artifacts/screens/.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import boto3
 import pytest
 
-from conftest import REPO
-from devstack.stack import LocalStack
 from discscope.client import Client
 from discscope.dataset import find_cases
 from lambdas.shared import keys, yolo
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENS = REPO / "test-artifacts" / "screens"
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def stack(baseline_model, tmp_path_factory):
-    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state"), snapshot_every_s=0) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, stack):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(stack.gateway.url + "/")
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
-def shot(page, name: str) -> None:
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"{name}.png"))
-
-
-def upload(page, path: Path) -> str:
-    page.set_input_files("#file-input", str(path))
-    page.wait_for_url("**/#/studies/*", timeout=30_000)
-    return page.url.rsplit("/", 1)[-1]
-
-
-def wait_review(page) -> None:
-    page.wait_for_selector("#review:not([hidden])", timeout=120_000)
-    page.wait_for_function("window.DiscScopeApp.state.anno && window.DiscScopeApp.state.anno.getAnnotations().length > 0")
-
-
-def annotations(page) -> list[dict]:
-    return page.evaluate("""() => window.DiscScopeApp.state.anno.getAnnotations().map(a => {
-        const g = a.target.selector.geometry;
-        return {id: a.id, label: a.bodies[0].value, box: [g.x, g.y, g.x + g.w, g.y + g.h]};
-    })""")
-
-
-def screen_box(page, ann: dict) -> dict:
-    """Where an annotation's box is on the screen (the canvas is scaled by CSS)."""
-    canvas = page.locator("#canvas").bounding_box()
-    scale = canvas["width"] / page.evaluate("document.getElementById('canvas').width")
-    x1, y1, x2, y2 = ann["box"]
-    return {"x": canvas["x"] + x1 * scale, "y": canvas["y"] + y1 * scale, "w": (x2 - x1) * scale, "h": (y2 - y1) * scale}
-
+from web_page import annotations, browser, page, screen_box, shot, stack, upload, wait_review  # noqa: F401
 
 def test_upload_review_edit_save_reload(page, stack, phantom_dir):
     shot(page, "1-home")
@@ -113,7 +45,7 @@ def test_upload_review_edit_save_reload(page, stack, phantom_dir):
 
     page.click("#save")
     page.wait_for_function("document.getElementById('saved').textContent.startsWith('Corrections saved')")
-    assert keys.corrected_key(study_id) in page.locator("#saved").inner_text()
+    assert "version 1" in page.locator("#saved").inner_text()
     shot(page, "4-saved")
 
     stored = Client(stack.gateway.api_url, stack.api_key).study(study_id)
@@ -127,7 +59,7 @@ def test_upload_review_edit_save_reload(page, stack, phantom_dir):
     wait_review(page)
     again = {a["label"]: a for a in annotations(page)}
     assert f"{level}_LDH" in again and again[f"{level}_LDH"]["box"][0] == pytest.approx(moved["box"][0], abs=0.2)
-    assert "reviewed" in page.locator("#study-status").inner_text()
+    assert "reviewed" in page.locator("#study-status").inner_text().lower()
 
 
 def test_add_delete_undo_and_slice_scroller(page, stack, phantom_dir):
@@ -247,23 +179,3 @@ def test_page_config_points_at_the_api(stack):
         text = resp.read().decode()
     config = json.loads(text.split("=", 1)[1].rstrip().rstrip(";"))
     assert config["apiUrl"] == stack.gateway.api_url
-
-
-def test_boxes_can_be_edited_with_the_keyboard(page, stack, phantom_dir):
-    upload(page, find_cases([phantom_dir])[1].image_path)
-    wait_review(page)
-    first = annotations(page)[0]
-    button = page.locator(f"#box-buttons button[data-id='{first['id']}']")
-    button.focus()
-    page.keyboard.press("Enter")
-    assert button.get_attribute("aria-pressed") == "true"
-    for _ in range(3):
-        page.keyboard.press("ArrowRight")
-    page.keyboard.press("Shift+ArrowDown")
-    page.keyboard.press("Alt+ArrowRight")
-    after = next(a for a in annotations(page) if a["id"] == first["id"])
-    x1, y1, x2, y2 = first["box"]
-    assert after["box"] == pytest.approx([x1 + 3, y1 + 5, x2 + 4, y2 + 5])
-    page.keyboard.press("Control+z")
-    undone = next(a for a in annotations(page) if a["id"] == first["id"])
-    assert undone["box"] == pytest.approx([x1 + 3, y1 + 5, x2 + 3, y2 + 5])

@@ -378,7 +378,7 @@ export class StudyView {
       else if (this.history) this.history.markSaved();
       this.showBoxes();
       const who = saved.reviewer ? saved.reviewer.name || saved.reviewer.id : "you";
-      out.textContent = `${kind === "accept" ? "Model result accepted" : "Corrections saved"}: version ${saved.version}, ${saved.discs.length} boxes, by ${who} at ${shortTime(saved.saved_at)}.`;
+      out.textContent = `${kind === "accept" ? "Model predictions accepted" : "Corrections saved"}: version ${saved.version}, ${saved.discs.length} boxes, by ${who} at ${shortTime(saved.saved_at)}.`;
       this.nav.changed();
       if (nextId) this.nav.go(nextId);
       else if (next) out.textContent += " No further study in the worklist.";

@@ -50,6 +50,7 @@ export class Worklist {
     /** @type {ListedStudy[]} */ this.studies = [];
     this.cursor = null;
     /** @type {string | null} */ this.current = null;
+    this.requests = 0;
     els.filters.addEventListener("change", () => this.refresh());
     els.filters.addEventListener("submit", (e) => e.preventDefault());
     els.refresh.addEventListener("click", () => this.refresh());
@@ -63,8 +64,10 @@ export class Worklist {
 
   /** Reloads the list (or the next page of it). */
   async refresh(append = false) {
+    const request = ++this.requests; // answers can arrive out of order: only the latest is shown
     try {
       const page = await this.load({ ...this.params(), limit: 25, ...(append && this.cursor ? { cursor: this.cursor } : {}) });
+      if (request !== this.requests) return;
       this.studies = append ? this.studies.concat(page.studies) : page.studies;
       this.cursor = page.next_cursor;
       this.render(page.total);
