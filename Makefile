@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 PIPELINE_VENV := .venv-pipeline
 PIPELINE_STAMP := $(PIPELINE_VENV)/.installed
 
-.PHONY: venv pipeline-venv pipeline-definition chromium up demo test bench clean
+# ESLint and the page's unit tests (Node's test runner): exact versions from package-lock.json.
+NODE_STAMP := node_modules/.installed
+
+.PHONY: venv pipeline-venv pipeline-definition chromium node-deps web-check up demo test bench clean
 
 venv: $(STAMP)
 
@@ -40,11 +43,23 @@ demo: venv
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: venv pipeline-venv chromium
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); if (a < 20 || (a === 20 && b < 19)) { console.error("Node.js 20.19 or newer is needed, found " + process.version); process.exit(1); }'
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The page's code: ESLint, then the unit tests of its pure parts (the browser tests are in pytest).
+web-check: node-deps
+	npm run --silent lint
+	npm test --silent
+
+test: venv pipeline-venv chromium web-check
 	$(BIN)/python -m pytest -q
 
 bench: venv
 	$(BIN)/python bench/inference.py
 
 clean:
-	rm -rf $(VENV) $(PIPELINE_VENV) .pytest_cache
+	rm -rf $(VENV) $(PIPELINE_VENV) .pytest_cache node_modules
