@@ -14,7 +14,7 @@ import pytest
 from discscope.client import Client
 from discscope.dataset import find_cases
 from lambdas.shared import keys, yolo
-from web_page import annotations, browser, page, screen_box, shot, stack, upload, wait_review  # noqa: F401
+from web_page import annotations, browser, drag, on_screen, page, screen_box, shot, stack, upload, wait_review  # noqa: F401
 
 def test_upload_review_edit_save_reload(page, stack, phantom_dir):
     shot(page, "1-home")
@@ -67,11 +67,7 @@ def test_add_delete_undo_and_slice_scroller(page, stack, phantom_dir):
     wait_review(page)
     before = annotations(page)
     page.click("#add-box")
-    canvas = page.locator("#canvas").bounding_box()
-    page.mouse.move(canvas["x"] + 10, canvas["y"] + 10)
-    page.mouse.down()
-    page.mouse.move(canvas["x"] + 60, canvas["y"] + 40, steps=6)
-    page.mouse.up()
+    drag(page, on_screen(page, 4, 4), on_screen(page, 44, 20))
     page.wait_for_function(f"window.DiscScopeApp.state.anno.getAnnotations().length === {len(before) + 1}")
     page.click("#delete-box")
     assert len(annotations(page)) == len(before)

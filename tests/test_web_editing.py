@@ -11,8 +11,8 @@ import pytest
 
 from lambdas.shared import keys, yolo
 from web_page import (  # noqa: F401  (fixtures)
-    analyse, annotations, browser, by_label, centre, click_box, client, drag, endpoint_answer, image_scale, open_study,
-    page, screen_box, shot, stack, wait_review,
+    analyse, annotations, browser, by_label, centre, click_box, client, drag, endpoint_answer, image_scale, on_screen,
+    open_study, page, screen_box, shot, stack, wait_review,
 )
 
 
@@ -64,8 +64,7 @@ def test_the_first_drag_after_add_box_draws_a_box(page, stack, studies):
     before = annotations(page)
     click_box(page, before[0])
     page.click("#add-box")
-    canvas = page.locator("#canvas").bounding_box()
-    drag(page, (canvas["x"] + 12, canvas["y"] + 12), (canvas["x"] + 70, canvas["y"] + 40))
+    drag(page, on_screen(page, 4, 4), on_screen(page, 44, 20))  # in image pixels: Annotorious takes a tiny box for a click
     page.wait_for_timeout(200)
     assert len(annotations(page)) == len(before) + 1
     assert page.get_attribute("#add-box", "aria-pressed") == "false"  # drawing mode ends with the box
@@ -108,8 +107,7 @@ def test_probabilities_belong_to_the_models_disc(page, stack, client, studies):
     page.keyboard.press("Escape")
     known = {a["id"] for a in annotations(page)}
     page.click("#add-box")
-    canvas = page.locator("#canvas").bounding_box()
-    drag(page, (canvas["x"] + 10, canvas["y"] + 10), (canvas["x"] + 60, canvas["y"] + 30))
+    drag(page, on_screen(page, 4, 4), on_screen(page, 44, 20))
     page.wait_for_timeout(200)
     drawn = [a for a in annotations(page) if a["id"] not in known]
     assert len(drawn) == 1

@@ -50,7 +50,7 @@ def test_a_stale_page_cannot_overwrite_another_reviewers_save(browser, stack, cl
     so, offers to reload, and after the reload Bob's save is version 2 beside hers."""
     study = analyse(client, phantom_dir, 1)
     sid = study["study_id"]
-    alice, bob = new_page(browser, stack), new_page(browser, stack)
+    alice, bob = new_page(browser, stack), new_page(browser, stack, 1440, 1000)
     open_study(alice, stack, sid)
     open_study(bob, stack, sid)
     monkeypatch.setattr(stack.gateway, "user", "alice")
@@ -71,6 +71,7 @@ def test_a_stale_page_cannot_overwrite_another_reviewers_save(browser, stack, cl
     bob.wait_for_function(SAVED)
     history = bob.locator("#history li").all_inner_texts()
     assert len(history) == 2 and history[0].startswith("v2") and "bob" in history[0] and "alice" in history[1]
+    bob.wait_for_selector(f"#study-list li[data-id='{sid}'] .meta:has-text('bob')")  # the worklist too
     shot(bob, "review-history")
     final = client.study(sid)
     assert [(f["version"], f["reviewer"]["id"]) for f in final["feedback"]] == [(1, "alice"), (2, "bob")]
@@ -214,6 +215,9 @@ def test_worklist_order_filters_and_save_and_next(page, stack, client, phantom_d
         expected = [s["study_id"] for s in client.studies(limit=25, sort=order)["studies"]]
         page.wait_for_function("ids => JSON.stringify([...document.querySelectorAll('#study-list li')].map(e => e.dataset.id))"
                                " === JSON.stringify(ids)", arg=expected)
+        if order == "probability":
+            open_study(page, stack, expected[0])
+            shot(page, "worklist")
 
     # Save & next: the next study in the list opens; Accept & next (Shift+A) likewise
     ids = _list_ids(page)
@@ -242,7 +246,6 @@ def test_worklist_order_filters_and_save_and_next(page, stack, client, phantom_d
     page.select_option("#list-reviewer", "")
     page.select_option("#list-status", "REVIEWED")
     page.wait_for_function("[...document.querySelectorAll('#study-list li')].every(li => li.classList.contains('status-reviewed'))")
-    shot(page, "worklist")
     assert studies  # the three analysed above are in the list
 
 

@@ -45,7 +45,7 @@ def client(stack) -> Client:
     return Client(stack.gateway.api_url, stack.api_key)
 
 
-def new_page(browser, stack, width: int = 1280, height: int = 800, path: str = "/"):
+def new_page(browser, stack, width: int = 1440, height: int = 900, path: str = "/"):
     """A page in its own context; `page.problems` collects script errors and console errors."""
     context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
@@ -114,6 +114,13 @@ def screen_box(page, ann: dict) -> dict:
     scale = image_scale(page)
     x1, y1, x2, y2 = ann["box"]
     return {"x": canvas["x"] + x1 * scale, "y": canvas["y"] + y1 * scale, "w": (x2 - x1) * scale, "h": (y2 - y1) * scale}
+
+
+def on_screen(page, x: float, y: float) -> tuple[float, float]:
+    """The screen point of image pixel (x, y) on the key slice."""
+    canvas = page.locator("#canvas").bounding_box()
+    scale = image_scale(page)
+    return canvas["x"] + x * scale, canvas["y"] + y * scale
 
 
 def centre(box: dict) -> tuple[float, float]:

@@ -164,7 +164,7 @@ export class StudyView {
     const s = this.study;
     const review = s.review;
     const reviewed = review
-      ? ` Reviewed: ${review.kind === "accept" ? "model result accepted" : "corrections saved"} by ${(review.by && (review.by.name || review.by.id)) || "unknown"}, ${shortTime(review.at)} (version ${review.version || s.feedback_version}).`
+      ? ` Reviewed: ${review.kind === "accept" ? "model predictions accepted" : "corrections saved"} by ${(review.by && (review.by.name || review.by.id)) || "unknown"}, ${shortTime(review.at)} (version ${review.version || s.feedback_version}).`
       : " Not reviewed yet.";
     $("study-status").textContent = `Done: ${(s.discs || []).length} discs, model ${s.model_version}.${reviewed}`;
   }
@@ -547,7 +547,7 @@ export class StudyView {
     for (const f of versions) {
       const li = document.createElement("li");
       const who = f.reviewer ? f.reviewer.name || f.reviewer.id : "unknown";
-      const what = f.kind === "accept" ? "accepted the model's result" : "saved corrections";
+      const what = f.kind === "accept" ? "accepted the model's predictions" : "saved corrections";
       li.innerHTML = "<strong></strong> <span class=\"what\"></span> <time></time>";
       /** @type {HTMLElement} */ (li.querySelector("strong")).textContent = `v${f.version}`;
       /** @type {HTMLElement} */ (li.querySelector(".what")).textContent = `${who} ${what} (${(f.discs || []).length} boxes)`;

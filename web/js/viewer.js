@@ -125,12 +125,13 @@ export class Viewer {
     this.render();
   }
 
-  /** The viewport keeps the image's shape, no taller than most of the screen. */
+  /** The viewport keeps the image's shape and, with the slice bar under it, fits the screen. */
   layoutViewport() {
     if (!this.images) return;
     const ratio = this.canvas.height / this.canvas.width;
     const width = this.viewport.parentElement ? this.viewport.parentElement.clientWidth : this.viewport.clientWidth;
-    const height = Math.min(width * ratio, Math.max(240, window.innerHeight * 0.78));
+    const top = this.viewport.getBoundingClientRect().top + window.scrollY;
+    const height = Math.min(width * ratio, Math.max(240, window.innerHeight - top - 64));
     this.viewport.style.height = `${Math.round(height)}px`;
     this.fitWidth = Math.min(width, height / ratio);
   }

@@ -104,13 +104,13 @@ export class Worklist {
       name.textContent = s.filename || s.study_id;
       const meta = document.createElement("span");
       meta.className = "meta";
-      const probability = typeof s.max_probability === "number" ? ` · P(LDH) max ${s.max_probability.toFixed(2)}` : "";
+      const probability = typeof s.max_probability === "number" ? ` · P(LDH) ${s.max_probability.toFixed(2)}` : "";
       const who = s.reviewed_by ? ` · ${s.reviewed_by}` : "";
       meta.textContent = `${shortTime(s.created_at)}${probability}${who}`;
       a.append(name, meta);
       const badges = document.createElement("span");
       badges.className = "badges";
-      if (s.needs_review) badges.append(badge("flag", "check", "The model asks for a careful review"));
+      if (s.needs_review) badges.append(badge("flag", "flagged", "The model asks for a careful review"));
       if (s.herniated) badges.append(badge("ldh", "LDH", "A disc is called herniated"));
       badges.append(badge(s.status.toLowerCase(), STATUS_TEXT[/** @type {keyof STATUS_TEXT} */ (s.status)] || s.status, s.error_code || ""));
       li.append(a, badges);
