@@ -73,7 +73,8 @@ def run_demo(model: str) -> int:
 
             step(5, "what the system kept")
             again = client.study(study["study_id"])
-            print(f"    GET /studies/{{id}}: status {again['status']}, feedback {again['feedback']}")
+            history = ", ".join(f"v{f['version']} {f['kind']} by {f['reviewer']['id']} at {f['created_at']}" for f in again["feedback"])
+            print(f"    GET /studies/{{id}}: status {again['status']}, review history: {history}")
             text = boto3.client("s3").get_object(Bucket=stack.aws.names.study_bucket, Key=saved["s3_key"])["Body"].read().decode()
             print(f"    S3 object matches the API's answer: {text == saved['yolo']}")
             print(f"    retraining: {stack.store.retrain_state()['pending']} saved review(s); 2 start a run")

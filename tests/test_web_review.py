@@ -261,8 +261,20 @@ def test_the_shortcut_list_opens_with_question_mark(page, stack, client, phantom
     shot(page, "shortcuts")
     page.keyboard.press("Escape")
     assert page.locator("#help").is_hidden()
+    before = sorted(a["label"] for a in annotations(page))
+    page.keyboard.press("]")  # the top disc
+    top = min(annotations(page), key=lambda a: a["box"][1])
+    other, key = ("L1-L2", "1") if top["label"].startswith("T12-L1") else ("T12-L1", "0")
+    page.keyboard.press(key)  # "this disc is ...": every name moves by one
+    top = min(annotations(page), key=lambda a: a["box"][1])
+    assert top["label"].startswith(other) and sorted(a["label"] for a in annotations(page)) != before
+    page.keyboard.press("Control+z")
+    assert sorted(a["label"] for a in annotations(page)) == before
+    page.keyboard.press("h")  # the selected disc: herniated or not
     page.keyboard.press("Control+s")  # save from the keyboard
-    page.wait_for_function(SAVED)
+    page.wait_for_function("document.getElementById('saved').textContent.startsWith('Corrections saved: version 1')")
+    page.keyboard.press("a")  # accept the model's result (a new version)
+    page.wait_for_function("document.getElementById('saved').textContent.startsWith('Model predictions accepted: version 2')")
 
 
 def _shift_names(result):
