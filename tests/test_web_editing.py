@@ -11,8 +11,8 @@ import pytest
 
 from lambdas.shared import keys, yolo
 from web_page import (  # noqa: F401  (fixtures)
-    analyse, annotations, browser, by_label, centre, click_box, client, drag, endpoint_answer, image_scale, on_screen,
-    open_study, page, screen_box, shot, stack, wait_review,
+    analyse, annotations, browser, by_label, click_box, client, drag, endpoint_answer, on_screen, open_study, page,
+    screen_box, shot, stack,
 )
 
 

@@ -177,6 +177,8 @@ REASONS = [{"code": "FEWER_THAN_FIVE_LUMBAR_DISCS", "message": "only four lumbar
 
 
 def _flagged(result):
+    for i, disc in enumerate(result["discs"]):
+        disc |= {"pfirrmann": 2 + i % 3, "bulging_probability": 0.25}
     return result | {"needs_review": True, "review_reasons": REASONS, "naming_confidence": 0.38, "spacing_source": "estimated"}
 
 
@@ -189,6 +191,8 @@ def test_a_flagged_study_says_why_at_the_top(page, stack, client, phantom_dir):
     assert warning.bounding_box()["y"] < page.locator("#viewer").bounding_box()["y"]
     text = warning.inner_text()
     assert all(r["message"] in text and r["code"] in text for r in REASONS) and "0.38" in text
+    assert page.locator("#grade-header").is_visible()  # the per-disc grades, when the model gives them
+    assert page.locator("#results-body tr").first.inner_text().count("Pfirrmann") == 1
     page.select_option("#list-flagged", "true")
     page.wait_for_function(f"[...document.querySelectorAll('#study-list li')].every(li => li.dataset.id === '{study['study_id']}')"
                            " && document.querySelectorAll('#study-list li').length === 1")

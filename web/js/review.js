@@ -209,7 +209,10 @@ export class StudyView {
     const slider = /** @type {HTMLInputElement} */ ($("slice"));
     slider.max = String(this.viewer.count - 1);
     slider.disabled = this.viewer.count < 2;
-    $("key-slice-mark").innerHTML = `<option value="${this.viewer.keySlice}" label="key slice"></option>`;
+    const mark = document.createElement("option");
+    mark.value = String(this.viewer.keySlice);
+    mark.label = "key slice";
+    $("key-slice-mark").replaceChildren(mark);
     if (this.layer) this.layer.destroy();
     this.layer = new BoxLayer(/** @type {HTMLCanvasElement} */ ($("canvas")), {
       onEdited: (boxes) => this.commit(boxes),
@@ -461,7 +464,9 @@ export class StudyView {
     const body = $("results-body");
     body.textContent = "";
     const model = this.study.discs || [];
+    // models that grade discs (Pfirrmann, bulging) get a column for it; older results have none
     const extra = model.some((/** @type {any} */ d) => d.pfirrmann != null || d.bulging_probability != null);
+    $("grade-header").hidden = !extra;
     for (const box of topDown(boxes)) {
       const d = this.describe(box);
       const origin = box.modelDisc === null ? null : model[box.modelDisc];
@@ -469,7 +474,9 @@ export class StudyView {
       tr.dataset.id = box.id;
       if (box.herniated) tr.className = "ldh";
       const cells = [box.level, d.score || "—", box.herniated ? "yes" : "no", d.short];
-      if (extra && origin) cells.push(`Pfirrmann ${origin.pfirrmann ?? "—"}, P(bulge) ${origin.bulging_probability != null ? origin.bulging_probability.toFixed(2) : "—"}`);
+      if (extra) {
+        cells.push(origin ? `Pfirrmann ${origin.pfirrmann ?? "—"}, P(bulge) ${origin.bulging_probability != null ? origin.bulging_probability.toFixed(2) : "—"}` : "—");
+      }
       for (const text of cells) {
         const td = document.createElement("td");
         td.textContent = text;
