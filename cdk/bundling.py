@@ -7,25 +7,26 @@
   so the same inputs give the same bytes. Context `bundle=false` skips pip (tests, quick synths):
   the asset then holds only `lambdas/`, which is enough to synthesise but not to run.
 - `model_artifact()`: the baseline model as SageMaker's `model.tar.gz` (the layout of
-  `discscope.artifact.pack`), built deterministically without importing torch.
-- `pipeline_code()`: the SageMaker Pipeline's code: `sourcedir.tar.gz` and `requirements.txt`.
+  `discscope.artifact.pack`) with the serving dependencies vendored in `code/lib/`, built
+  deterministically without importing torch.
+- `pipeline_code()`: the SageMaker Pipeline's code (scripts, package, container-requirements.txt, lib/), as
+  a folder for the processing jobs and as `sourcedir.tar.gz` for the training job.
+The containers never run pip: `lib/` is installed here for their Python (cdk/container_code.py).
 """
 
 from __future__ import annotations
 
-import ast
-import gzip
 import hashlib
-import io
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
+
+from cdk import container_code
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = REPO / "lambdas"
@@ -33,10 +34,7 @@ SAGEMAKER = REPO / "sagemaker"
 BASELINE = REPO / "models" / "baseline"
 BUILD = REPO / "cdk.out" / ".discscope-build"  # synth-time build products (ignored by git)
 
-PLATFORM_ARGS = [
-    "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
-    "--implementation", "cp", "--python-version", "3.12", "--only-binary=:all:",
-]
+PLATFORM_ARGS = container_code.PLATFORM_ARGS  # the Lambda runtime is CPython 3.12 too
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
@@ -83,80 +81,43 @@ def lambda_code(install: bool = True, source: Path = LAMBDAS) -> lambda_.Code:
     )
 
 
-# --- deterministic archives --------------------------------------------------------------------
+# --- the SageMaker containers' code ---------------------------------------------------------------
 
 
-def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+def container_lib(install: bool) -> Path | None:
+    """The vendored dependencies for the containers' Python, built once per requirements file."""
+    if not install:
+        return None
+    lib = BUILD / f"lib-py{container_code.CONTAINER_PYTHON}-{container_code.requirements_digest()}"
+    if not (lib / ".complete").is_file():
+        shutil.rmtree(lib, ignore_errors=True)
+        container_code.install_lib(container_code.REQUIREMENTS, lib, for_container=True)
+        (lib / ".complete").write_text("")
+    return lib
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
-    tar.addfile(info, io.BytesIO(data))
+def _lib_members(lib: Path | None, prefix: str) -> list[tuple[str, bytes]]:
+    if lib is None:
+        return []
+    return [m for m in container_code.lib_members(lib, prefix) if not m[0].endswith("/.complete")]
 
 
-def deterministic_targz(out: Path, members: list[tuple[str, bytes]]) -> Path:
-    """A tar.gz whose bytes depend only on the members' names and contents."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(members):
-            _add_bytes(tar, name, data)
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
-    tmp.replace(out)
-    return out
-
-
-def code_requirements() -> str:
-    """discscope.artifact.CODE_REQUIREMENTS, read from the source (importing it would import torch)."""
-    tree = ast.parse((SAGEMAKER / "discscope" / "artifact.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "CODE_REQUIREMENTS" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise ValueError("CODE_REQUIREMENTS not found in discscope/artifact.py")
-
-
-def serving_code_members(prefix: str = "code/") -> list[tuple[str, bytes]]:
-    members = [(f"{prefix}inference.py", (SAGEMAKER / "inference.py").read_bytes()),
-               (f"{prefix}requirements.txt", code_requirements().encode())]
-    package = SAGEMAKER / "discscope"
-    members += [(f"{prefix}discscope/{p.relative_to(package).as_posix()}", p.read_bytes()) for p in _files(package)]
-    return members
-
-
-def model_artifact(model_dir: Path = BASELINE, out_dir: Path = BUILD / "model") -> Path:
-    """out_dir/model.tar.gz: model.pt, metadata.json, code/ — what `discscope.artifact.pack` writes."""
+def model_artifact(model_dir: Path = BASELINE, out_dir: Path = BUILD / "model", install: bool = True) -> Path:
+    """out_dir/model.tar.gz: model.pt, metadata.json, code/ (what `discscope.artifact.pack` writes)
+    plus code/lib/ with the dependencies for the serving container's Python (`install`)."""
     members = [(name, (model_dir / name).read_bytes()) for name in ("model.pt", "metadata.json")]
-    deterministic_targz(out_dir / "model.tar.gz", members + serving_code_members())
+    members += container_code.serving_members("code/") + _lib_members(container_lib(install), "code/lib/")
+    container_code.deterministic_targz(out_dir / "model.tar.gz", members)
     return out_dir
 
 
-def pipeline_requirements() -> str:
-    """What the training/processing containers add to the PyTorch image."""
-    own = SAGEMAKER / "requirements.txt"
-    if own.is_file():
-        return own.read_text()
-    keep = []
-    for line in (REPO / "requirements" / "runtime.txt").read_text().splitlines():
-        name = line.split("==")[0].strip().lower()
-        if line.strip() and not line.startswith("#") and name not in ("torch", "boto3"):
-            keep.append(line.strip())
-    return "\n".join(keep) + "\n"
-
-
-def pipeline_code(out_dir: Path = BUILD / "pipeline-code") -> Path:
-    """out_dir/{sourcedir.tar.gz, requirements.txt}; the scripts themselves are deployed unpacked."""
-    requirements = pipeline_requirements().encode()
-    members = [(p.relative_to(SAGEMAKER).as_posix(), p.read_bytes()) for p in _files(SAGEMAKER)
-               if p.suffix == ".py" or "discscope" in p.relative_to(SAGEMAKER).parts]
-    members = [m for m in members if m[0] != "requirements.txt"] + [("requirements.txt", requirements)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    deterministic_targz(out_dir / "sourcedir.tar.gz", members)
-    (out_dir / "requirements.txt").write_bytes(requirements)
+def pipeline_code(out_dir: Path = BUILD / "pipeline-code", install: bool = True) -> Path:
+    """out_dir/: the processing jobs' code input (scripts, discscope/, requirements.txt, lib/) and
+    the same as the training job's `sourcedir.tar.gz`."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    members = container_code.code_members() + _lib_members(container_lib(install), "lib/")
+    container_code.write_members(members, out_dir)
+    container_code.deterministic_targz(out_dir / "sourcedir.tar.gz", members)
     return out_dir
 
 

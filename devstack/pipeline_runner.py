@@ -1,11 +1,18 @@
-"""The retraining pipeline, run locally: the same scripts SageMaker runs, as subprocesses.
+"""The retraining pipeline, run locally by interpreting the committed definition.
 
-moto records pipeline executions but runs no steps. This runner runs them in order with SageMaker's
-container conventions (SM_MODEL_DIR, SM_CHANNEL_*, SM_HPS, /opt/ml/processing/... mapped to
-folders), takes the pipeline parameters' defaults from the committed definition
-(`sagemaker/pipeline_definition.json`), and decides CheckImprovement by evaluating that
-definition's own condition and Fail message. It registers the candidate in moto's Model Registry
-and emits the events SageMaker would: the execution's status change and, for an approved package,
+moto records pipeline executions but runs no steps. This runner executes
+`sagemaker/pipeline_definition.json` as SageMaker would: placeholders filled as the CDK fills them,
+parameters typed from the definition (overridden by the execution's), and every step from its own
+arguments: a Processing step's inputs downloaded from (moto) S3 to its LocalPaths, its
+ContainerEntrypoint and ContainerArguments run with `/opt/ml/processing` mapped to a folder, its
+outputs uploaded and its property files read; a Training step's channels downloaded, its source
+dir extracted from the code channel, its program run with the hyperparameters as arguments and
+SM_* variables, its model folder tarred to OutputDataConfig; the Condition decides from the property
+file; RegisterModel creates the package from its evaluated arguments; Fail ends with its message.
+
+Each container runs on `devstack.container_env`: a fresh "image" interpreter (torch and boto3 only)
+with the code's `lib/` installed from the code's own requirements file, both cached. The run
+emits the events SageMaker would: the execution's status change and, for an approved package,
 its state change (which the deploy Lambda acts on).
 """
 
@@ -13,8 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
-import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -24,20 +31,47 @@ from urllib.parse import urlparse
 
 import boto3
 
+from devstack import container_env
 from devstack.aws import ACCOUNT, REGION, REPO
 from lambdas.shared.events import PACKAGE_STATE, PIPELINE_STATUS
 
 DEFINITION = REPO / "sagemaker" / "pipeline_definition.json"
-SCRIPTS = REPO / "sagemaker"
 CONDITION_STEP = "CheckImprovement"
+REPORT = "EvaluationReport"
+PROCESSING_ROOT = "/opt/ml/processing"
+TRAINING_ROOT = "/opt/ml"
+# What the package registry keeps of a RegisterModel step (the rest is SageMaker-side metadata).
+PACKAGE_FIELDS = ("ModelPackageGroupName", "ModelApprovalStatus", "InferenceSpecification", "ModelMetrics",
+                  "CustomerMetadataProperties", "ModelPackageDescription")
 
 
 def load_definition() -> dict:
     return json.loads(DEFINITION.read_text())
 
 
+def fill_placeholders(definition_text: str, values: dict[str, str]) -> dict:
+    """What the CDK's Fn::Sub does to the committed definition."""
+    text = definition_text
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", value)
+    left = re.search(r"\$\{[^}]+\}", text)
+    if left:
+        raise ValueError(f"unfilled placeholder {left.group(0)} in the pipeline definition")
+    return json.loads(text)
+
+
+_TYPES = {"Integer": int, "Float": float, "String": str, "Boolean": lambda v: str(v).lower() == "true"}
+
+
 def parameter_defaults(definition: dict) -> dict[str, Any]:
     return {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+
+
+def typed_parameters(definition: dict, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults overridden by the execution's values, each cast to its declared type (the API sends strings)."""
+    kinds = {p["Name"]: p["Type"] for p in definition["Parameters"]}
+    values = parameter_defaults(definition) | {k: v for k, v in (overrides or {}).items() if k in kinds}
+    return {name: None if value is None else _TYPES[kinds[name]](value) for name, value in values.items()}
 
 
 def _step(definition: dict, name: str) -> dict:
@@ -48,16 +82,27 @@ def _step(definition: dict, name: str) -> dict:
 
 
 class Expressions:
-    """Resolves the pipeline definition's expressions: Get Parameters.*, Std:JsonGet, Std:Join."""
+    """Resolves the definition's expressions: Get Parameters.* / Execution.* / Steps.*, Std:JsonGet, Std:Join."""
 
-    def __init__(self, parameters: dict[str, Any], property_files: dict[str, dict]):
+    def __init__(self, parameters: dict[str, Any], property_files: dict[str, dict],
+                 execution: dict[str, str] | None = None, properties: dict[str, Any] | None = None):
         self.parameters, self.property_files = parameters, property_files
+        self.execution, self.properties = execution or {}, properties if properties is not None else {}
 
     def value(self, expr: Any) -> Any:
+        if isinstance(expr, list):
+            return [self.value(v) for v in expr]
         if not isinstance(expr, dict):
             return expr
-        if "Get" in expr and expr["Get"].startswith("Parameters."):
-            return self.parameters[expr["Get"].removeprefix("Parameters.")]
+        if "Get" in expr:
+            ref = expr["Get"]
+            if ref.startswith("Parameters."):
+                return self.parameters[ref.removeprefix("Parameters.")]
+            if ref.startswith("Execution."):
+                return self.execution[ref.removeprefix("Execution.")]
+            if ref.startswith("Steps.") and ref in self.properties:
+                return self.properties[ref]
+            raise ValueError(f"unresolved reference {ref} (has its step run?)")
         if "Std:JsonGet" in expr:
             ref = expr["Std:JsonGet"]["PropertyFile"]["Get"]  # Steps.<step>.PropertyFiles.<name>
             doc: Any = self.property_files[ref.rsplit(".", 1)[-1]]
@@ -66,7 +111,9 @@ class Expressions:
             return doc
         if "Std:Join" in expr:
             return expr["Std:Join"]["On"].join(str(self.value(v)) for v in expr["Std:Join"]["Values"])
-        raise ValueError(f"unsupported pipeline expression {json.dumps(expr)[:200]}")
+        if len(expr) == 1 and next(iter(expr)).startswith("Std:"):
+            raise ValueError(f"unsupported pipeline expression {json.dumps(expr)[:200]}")
+        return {k: self.value(v) for k, v in expr.items()}
 
     def condition(self, cond: dict) -> bool:
         left, right = self.value(cond.get("LeftValue")), self.value(cond.get("RightValue"))
@@ -96,62 +143,163 @@ class StepFailed(Exception):
         self.step, self.message = step, message
 
 
-class LocalPipelineRunner:
-    def __init__(self, work_dir: Path, study_bucket: str, model_bucket: str, package_group: str,
-                 train_data: list[Path], eval_data: Path, log: Callable[[str], None] = print):
-        self.work_dir, self.study_bucket, self.model_bucket = Path(work_dir), study_bucket, model_bucket
-        self.package_group, self.train_data, self.eval_data, self.log = package_group, train_data, eval_data, log
-        self.definition = load_definition()
+class NotBetter(Exception):
+    """The definition's Fail step was reached."""
 
-    # -- the steps -----------------------------------------------------------------------------
+
+class LocalPipelineRunner:
+    def __init__(self, work_dir: Path, placeholders: dict[str, str], log: Callable[[str], None] = print,
+                 definition_text: str | None = None):
+        self.work_dir, self.log = Path(work_dir), log
+        self.definition = fill_placeholders(definition_text or DEFINITION.read_text(), placeholders)
+
+    # -- the run ---------------------------------------------------------------------------------
     def run(self, execution_arn: str, overrides: dict[str, Any] | None = None) -> RunResult:
-        params = parameter_defaults(self.definition) | (overrides or {})
         run_id = execution_arn.rsplit("/", 1)[-1]
         work = self.work_dir / run_id
         result = RunResult(execution_arn, "Executing", "")
+        execution = {"PipelineExecutionId": run_id, "PipelineExecutionArn": execution_arn,
+                     "PipelineName": self.definition.get("PipelineName", "discscope-retrain")}
+        self.expr = Expressions(typed_parameters(self.definition, overrides), {}, execution, {})
         try:
-            feedback = self._timed(result, "PreprocessFeedback", lambda: self.preprocess(work))
-            production = work / "input" / "data" / "production" / "model.tar.gz"
-            candidate = self._timed(result, "TrainClassifier", lambda: self.train(
-                work, feedback, self._download_model(params["ProductionModelUri"], production.parent), params))
-            evaluation = self._timed(result, "Evaluate", lambda: self.evaluate(work, candidate, production))
-            result.evaluation = evaluation
-            result.candidate_version = evaluation["candidate"]["version"]
-            passed, message = self.check(params, evaluation)
-            result.steps.append((CONDITION_STEP, 0.0, "passed" if passed else "failed"))
-            if passed:
-                arn, approval = self._timed(result, "RegisterModel", lambda: self.register(work, run_id, candidate, evaluation, params))
-                result.model_package_arn, result.approval = arn, approval
-                result.status, result.decision = "Succeeded", "REGISTERED"
-            else:
-                result.steps.append(("NotBetter", 0.0, "Fail"))
-                result.status, result.decision, result.message = "Failed", "NOT_BETTER", message
+            for step in self.definition["Steps"]:
+                self._run_step(step, work, result)
+            result.status, result.decision = "Succeeded", "REGISTERED" if result.model_package_arn else "SUCCEEDED"
+        except NotBetter as exc:
+            result.status, result.decision, result.message = "Failed", "NOT_BETTER", str(exc)
         except StepFailed as exc:
             result.status, result.decision, result.message = "Failed", "FAILED", str(exc)
+        result.evaluation = self.expr.property_files.get(REPORT, {})
+        if result.evaluation:
+            result.candidate_version = result.evaluation["candidate"]["version"]
         self._emit_status(result)
         if result.approval == "Approved":
-            emit_package_state(self.package_group, result.model_package_arn, "Approved")
+            emit_package_state(self._package_group(), result.model_package_arn, "Approved")
         return result
 
-    def _timed(self, result: RunResult, step: str, fn: Callable[[], Any]) -> Any:
-        self.log(f"[{step}] started")
+    def _run_step(self, step: dict, work: Path, result: RunResult) -> None:
+        kind, name = step["Type"], step["Name"]
+        if kind == "Condition":
+            args = step["Arguments"]
+            passed = all(self.expr.condition(c) for c in args["Conditions"])
+            result.steps.append((name, 0.0, "passed" if passed else "failed"))
+            for inner in args["IfSteps" if passed else "ElseSteps"]:
+                self._run_step(inner, work, result)
+            return
+        if kind == "Fail":
+            result.steps.append((name, 0.0, "Fail"))
+            raise NotBetter(self.expr.value(step["Arguments"]["ErrorMessage"]))
+        runners = {"Processing": self._processing, "Training": self._training, "RegisterModel": self._register}
+        if kind not in runners:
+            raise StepFailed(name, f"the local runner has no {kind} steps")
+        self.log(f"[{name}] started")
         t0 = time.time()
         try:
-            value = fn()
+            runners[kind](step, work / name, result)
         except StepFailed:
-            result.steps.append((step, time.time() - t0, "Failed"))
+            result.steps.append((name, time.time() - t0, "Failed"))
             raise
         except Exception as exc:  # a bug or an AWS error in the step: the run fails with its message
-            result.steps.append((step, time.time() - t0, "Failed"))
-            raise StepFailed(step, f"{type(exc).__name__}: {exc}") from exc
-        result.steps.append((step, time.time() - t0, "Succeeded"))
-        self.log(f"[{step}] done in {time.time() - t0:.1f} s")
-        return value
+            result.steps.append((name, time.time() - t0, "Failed"))
+            raise StepFailed(name, f"{type(exc).__name__}: {exc}") from exc
+        result.steps.append((name, time.time() - t0, "Succeeded"))
+        self.log(f"[{name}] done in {time.time() - t0:.1f} s")
 
-    def _script(self, step: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        """Run a sagemaker/ script as its container would; its output is streamed to the log."""
-        proc = subprocess.Popen([sys.executable, "-u", *args], cwd=SCRIPTS, env=os.environ | (env or {}),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def check(self, params: dict, evaluation: dict) -> tuple[bool, str]:
+        """The definition's CheckImprovement alone: all conditions must hold, else its Fail step's message."""
+        step = _step(self.definition, CONDITION_STEP)["Arguments"]
+        expressions = Expressions(params, {REPORT: evaluation})
+        passed = all(expressions.condition(c) for c in step["Conditions"])
+        fail = next((s for s in step["ElseSteps"] if s["Type"] == "Fail"), None)
+        message = expressions.value(fail["Arguments"]["ErrorMessage"]) if fail and not passed else ""
+        return passed, message
+
+    # -- Processing ------------------------------------------------------------------------------
+    def _processing(self, step: dict, job: Path, result: RunResult) -> None:
+        name, args = step["Name"], self.expr.value(step["Arguments"])
+        root = job / "processing"
+
+        def local(path: str) -> str:
+            return path.replace(PROCESSING_ROOT, str(root), 1) if path.startswith(PROCESSING_ROOT) else path
+
+        for item in args.get("ProcessingInputs", []):
+            source = item["S3Input"]
+            download(source["S3Uri"], Path(local(source["LocalPath"])))
+        code = next((Path(local(i["S3Input"]["LocalPath"])) for i in args.get("ProcessingInputs", [])
+                     if i["InputName"] == "code"), None)
+        if code is not None:
+            container_env.provide_lib(code)
+        outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for out in outputs:
+            Path(local(out["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+        app = args["AppSpecification"]
+        command = [local(str(a)) for a in app["ContainerEntrypoint"] + app.get("ContainerArguments", [])]
+        self._container(name, command, cwd=root, env={})
+        for out in outputs:
+            uri = out["S3Output"]["S3Uri"]
+            upload(Path(local(out["S3Output"]["LocalPath"])), uri)
+            self.expr.properties[f"Steps.{name}.ProcessingOutputConfig.Outputs['{out['OutputName']}'].S3Output.S3Uri"] = uri
+        for prop in step.get("PropertyFiles", []):
+            out = next(o for o in outputs if o["OutputName"] == prop["OutputName"])
+            path = Path(local(out["S3Output"]["LocalPath"])) / prop["FilePath"]
+            self.expr.property_files[prop["PropertyFileName"]] = json.loads(path.read_text())
+
+    # -- Training (the SageMaker training toolkit's script mode) ----------------------------------
+    def _training(self, step: dict, job: Path, result: RunResult) -> None:
+        name, args = step["Name"], self.expr.value(step["Arguments"])
+        root = job / "ml"
+        env = {"SM_MODEL_DIR": str(root / "model"), "SM_OUTPUT_DATA_DIR": str(root / "output" / "data")}
+        channels = []
+        for channel in args["InputDataConfig"]:
+            folder = root / "input" / "data" / channel["ChannelName"]
+            download(channel["DataSource"]["S3DataSource"]["S3Uri"], folder)
+            env[f"SM_CHANNEL_{channel['ChannelName'].upper()}"] = str(folder)
+            channels.append(channel["ChannelName"])
+        hps = {k: str(v) for k, v in args.get("HyperParameters", {}).items()}
+        submit = hps.pop("sagemaker_submit_directory")
+        program = hps.pop("sagemaker_program")
+        code = root / "code"
+        source = submit.replace(TRAINING_ROOT, str(root), 1) if submit.startswith(TRAINING_ROOT) else submit
+        with tarfile.open(source) as tar:
+            tar.extractall(code, filter="data")
+        container_env.provide_lib(code)
+        env |= {"SM_HPS": json.dumps(hps), "SM_CHANNELS": json.dumps(channels)}
+        command = ["python3", program] + [a for k, v in sorted(hps.items()) for a in (f"--{k}", v)]
+        (root / "model").mkdir(parents=True, exist_ok=True)
+        self._container(name, command, cwd=code, env=env)
+        job_name = f"pipelines-{result.execution_arn.rsplit('/', 1)[-1]}-{name}"
+        tar_path = root / "output" / "model.tar.gz"
+        with tarfile.open(tar_path, "w:gz") as tar:  # what SageMaker does with SM_MODEL_DIR
+            for item in sorted((root / "model").iterdir()):
+                tar.add(item, arcname=item.name)
+        uri = f"{args['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}/output/model.tar.gz"
+        upload(tar_path, uri)
+        self.expr.properties[f"Steps.{name}.ModelArtifacts.S3ModelArtifacts"] = uri
+
+    # -- RegisterModel -----------------------------------------------------------------------------
+    def _register(self, step: dict, job: Path, result: RunResult) -> None:
+        args = self.expr.value(step["Arguments"])
+        request = {k: v for k, v in args.items() if k in PACKAGE_FIELDS}
+        request["ModelMetrics"] = {k: v for k, v in request.get("ModelMetrics", {}).items() if v}
+        arn = boto3.client("sagemaker").create_model_package(**request)["ModelPackageArn"]
+        result.model_package_arn, result.approval = arn, request["ModelApprovalStatus"]
+        self.log(f"[{step['Name']}] {arn} ({result.approval})")
+
+    def _package_group(self) -> str:
+        for step in self.definition["Steps"]:
+            for inner in step.get("Arguments", {}).get("IfSteps", []):
+                if inner["Type"] == "RegisterModel":
+                    return inner["Arguments"]["ModelPackageGroupName"]
+        raise KeyError("no RegisterModel step")
+
+    # -- containers --------------------------------------------------------------------------------
+    def _container(self, step: str, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+        """Run a container command on the local image interpreter; its output is streamed to the log."""
+        python = container_env.image_python()
+        if command and command[0] in ("python", "python3"):
+            command = [str(python), "-u", *command[1:]]
+        base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        proc = subprocess.Popen(command, cwd=cwd, env=base | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
         for line in proc.stdout:
             line = line.rstrip()
@@ -161,84 +309,6 @@ class LocalPipelineRunner:
         if proc.wait() != 0:
             raise StepFailed(step, " / ".join(tail) or f"exit code {proc.returncode}")
 
-    def preprocess(self, work: Path) -> Path:
-        feedback_in = work / "processing" / "input" / "feedback"
-        out = work / "processing" / "output" / "feedback"
-        self._download_prefix(self.study_bucket, "feedback/", feedback_in)
-        self._script("PreprocessFeedback", ["preprocess_feedback.py", "--study-bucket", self.study_bucket,
-                                            "--input-dir", str(feedback_in), "--output-dir", str(out)])
-        return out
-
-    def train(self, work: Path, feedback: Path, production: Path, params: dict) -> Path:
-        model_dir, output = work / "model", work / "output" / "data"
-        env = {"SM_MODEL_DIR": str(model_dir), "SM_OUTPUT_DATA_DIR": str(output),
-               "SM_CHANNEL_FEEDBACK": str(feedback), "SM_CHANNEL_PRODUCTION": str(production.parent),
-               "SM_HPS": json.dumps({"mode": "classifier", "init": params["InitWeights"],
-                                     "cls-iters": int(params["ClsIters"]), "seed": int(params["Seed"])})}
-        env |= {f"SM_CHANNEL_TRAIN{i}": str(p) for i, p in enumerate(self.train_data)}
-        self._script("TrainClassifier", ["train.py"], env)
-        # SageMaker tars SM_MODEL_DIR into the job's output path
-        tar_path = work / "output" / "model.tar.gz"
-        with tarfile.open(tar_path, "w:gz") as tar:
-            for item in sorted(model_dir.iterdir()):
-                tar.add(item, arcname=item.name)
-        return tar_path
-
-    def evaluate(self, work: Path, candidate: Path, production: Path) -> dict:
-        out = work / "processing" / "evaluation"
-        self._script("Evaluate", ["evaluate.py", "--candidate", str(candidate.parent), "--production", str(production.parent),
-                                  "--eval", str(self.eval_data), "--output-dir", str(out)])
-        return json.loads((out / "evaluation.json").read_text())
-
-    def check(self, params: dict, evaluation: dict) -> tuple[bool, str]:
-        """The definition's CheckImprovement: all conditions must hold, else its Fail step's message."""
-        step = _step(self.definition, CONDITION_STEP)["Arguments"]
-        expressions = Expressions(params, {"EvaluationReport": evaluation})
-        passed = all(expressions.condition(c) for c in step["Conditions"])
-        fail = next((s for s in step["ElseSteps"] if s["Type"] == "Fail"), None)
-        message = expressions.value(fail["Arguments"]["ErrorMessage"]) if fail and not passed else ""
-        return passed, message
-
-    def register(self, work: Path, run_id: str, candidate: Path, evaluation: dict, params: dict) -> tuple[str, str]:
-        s3 = boto3.client("s3")
-        prefix = f"pipeline/{run_id}"
-        model_key, eval_key = f"{prefix}/candidate/model.tar.gz", f"{prefix}/evaluation/evaluation.json"
-        s3.upload_file(str(candidate), self.model_bucket, model_key)
-        s3.put_object(Bucket=self.model_bucket, Key=eval_key, Body=json.dumps(evaluation).encode(), ContentType="application/json")
-        approval = params["ModelApprovalStatus"]
-        version = evaluation["candidate"]["version"]
-        arn = boto3.client("sagemaker").create_model_package(
-            ModelPackageGroupName=self.package_group, ModelApprovalStatus=approval,
-            ModelPackageDescription=f"discscope {version} from {run_id}",
-            InferenceSpecification={"Containers": [{"Image": "local/discscope-inference", "ModelDataUrl": f"s3://{self.model_bucket}/{model_key}"}],
-                                    "SupportedContentTypes": ["application/json", "application/octet-stream"],
-                                    "SupportedResponseMIMETypes": ["application/json"]},
-            ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{self.model_bucket}/{eval_key}"}}},
-            CustomerMetadataProperties={"model_version": version})["ModelPackageArn"]
-        self.log(f"[RegisterModel] {arn} ({approval})")
-        return arn, approval
-
-    # -- S3 and events -------------------------------------------------------------------------
-    def _download_prefix(self, bucket: str, prefix: str, into: Path) -> None:
-        into.mkdir(parents=True, exist_ok=True)
-        s3 = boto3.client("s3")
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                target = into / obj["Key"][len(prefix):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, obj["Key"], str(target))
-
-    def _download_model(self, uri: str, into: Path) -> Path:
-        parsed = urlparse(uri)
-        into.mkdir(parents=True, exist_ok=True)
-        target = into / "model.tar.gz"
-        if not target.is_file():
-            if parsed.scheme == "s3":
-                boto3.client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
-            else:
-                raise StepFailed("TrainClassifier", f"production model URI {uri} is not an s3:// URI")
-        return target
-
     def _emit_status(self, result: RunResult) -> None:
         name = self.definition.get("PipelineName", "discscope-retrain")
         boto3.client("events").put_events(Entries=[{
@@ -246,6 +316,46 @@ class LocalPipelineRunner:
             "Detail": json.dumps({"pipelineExecutionArn": result.execution_arn, "currentPipelineExecutionStatus": result.status,
                                   "pipelineArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{name}"})}])
 
+
+# -- S3 as SageMaker moves it (S3Prefix, File mode) ------------------------------------------------
+
+
+def _split(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3":
+        raise ValueError(f"{uri} is not an s3:// URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def download(uri: str, into: Path) -> None:
+    """Every object under the prefix, named relative to the prefix's last '/' (as SageMaker does)."""
+    bucket, prefix = _split(uri)
+    base = prefix[: prefix.rfind("/") + 1]
+    into.mkdir(parents=True, exist_ok=True)
+    s3 = boto3.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/"):
+                continue
+            target = into / obj["Key"][len(base):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+
+
+def upload(source: Path, uri: str) -> None:
+    bucket, key = _split(uri)
+    s3 = boto3.client("s3")
+    if source.is_file():
+        s3.upload_file(str(source), bucket, key)
+        return
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, f"{key.rstrip('/')}/{path.relative_to(source).as_posix()}")
+
+
+def upload_tree(members: list[tuple[str, bytes]], bucket: str, prefix: str) -> None:
+    s3 = boto3.client("s3")
+    for name, data in members:
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=data)
 
 
 def emit_package_state(group: str, package_arn: str, status: str) -> None:

@@ -16,7 +16,8 @@ import boto3
 
 from devstack.aws import REPO, LocalAws
 from devstack.gateway import Gateway
-from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult
+from cdk import container_code
+from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult, upload_tree
 from devstack.retrain_data import RetrainData
 from devstack.state import StateDir
 from discscope.artifact import pack
@@ -25,6 +26,9 @@ from lambdas.shared.store import PROCESSING, UPLOADED, StudyStore
 
 log = logging.getLogger("devstack")
 DEFAULT_STATE = REPO / ".devstack"
+LOCAL_IMAGE = "local/discscope"  # the containers run on devstack.container_env's interpreter
+LOCAL_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/local"  # moto's S3 ignores it
+CODE_PREFIX, DATASETS = "code/", "datasets/"
 
 
 class LocalStack:
@@ -101,7 +105,7 @@ class LocalStack:
         name = f"discscope-{predictor.version}"
         sm = boto3.client("sagemaker")
         sm.create_model(ModelName=name, ExecutionRoleArn=os.environ["SAGEMAKER_ROLE_ARN"],
-                        PrimaryContainer={"Image": "local/discscope-inference", "ModelDataUrl": url})
+                        PrimaryContainer={"Image": LOCAL_IMAGE, "ModelDataUrl": url})
         self._endpoint_config(name, name)
         sm.create_endpoint(EndpointName=self.aws.names.endpoint, EndpointConfigName=name)
         self.store.set_current_model(predictor.version, source=str(self.model), model_data_url=url, endpoint_config=name,
@@ -138,7 +142,7 @@ class LocalStack:
         sm = boto3.client("sagemaker")
         if create:  # after a restart moto has no SageMaker resources: make the model's again
             sm.create_model(ModelName=config_name, ExecutionRoleArn=os.environ["SAGEMAKER_ROLE_ARN"],
-                            PrimaryContainer={"Image": "local/discscope-inference", "ModelDataUrl": url})
+                            PrimaryContainer={"Image": LOCAL_IMAGE, "ModelDataUrl": url})
             self._endpoint_config(config_name, config_name)
         else:
             sm.delete_endpoint(EndpointName=endpoint)
@@ -148,9 +152,23 @@ class LocalStack:
 
     # -- retraining: the pipeline's steps run here (one run at a time: the trigger's lock) ---------
     def runner(self, log_fn=None) -> LocalPipelineRunner:
+        """The runner with the definition filled as the CDK fills it, after putting in the model bucket
+        what `cdk deploy` and the README's seeding step put there: the code and the datasets."""
+        names = self.aws.names
         train, evaluation = self.retrain_data.ensure()
-        return LocalPipelineRunner(self.work_dir, self.aws.names.study_bucket, self.aws.names.model_bucket,
-                                   self.aws.names.package_group, train, evaluation, log=log_fn or log.info)
+        for folder in train:
+            sync_folder(folder, names.model_bucket, f"{DATASETS}train/{folder.name}/")
+        sync_folder(evaluation, names.model_bucket, f"{DATASETS}eval/{evaluation.name}/")
+        members = container_code.code_members()  # lib/ is installed per container (devstack.container_env)
+        upload_tree(members, names.model_bucket, CODE_PREFIX)
+        with tempfile.TemporaryDirectory() as tmp:
+            tar = container_code.deterministic_targz(Path(tmp) / "sourcedir.tar.gz", members)
+            boto3.client("s3").upload_file(str(tar), names.model_bucket, f"{CODE_PREFIX}sourcedir.tar.gz")
+        placeholders = {"ModelBucket": names.model_bucket, "StudyBucket": names.study_bucket,
+                        "PipelineRoleArn": os.environ["SAGEMAKER_ROLE_ARN"], "ModelPackageGroupName": names.package_group,
+                        "DataKeyArn": LOCAL_KEY_ARN, "ProcessingImageUri": LOCAL_IMAGE, "TrainingImageUri": LOCAL_IMAGE,
+                        "InferenceImageUri": LOCAL_IMAGE}
+        return LocalPipelineRunner(self.work_dir, placeholders, log=log_fn or log.info)
 
     def _start_pipeline(self, name: str, parameters: list[dict], token: str) -> str:
         sm = boto3.client("sagemaker")
@@ -262,6 +280,16 @@ def local_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (some containers)
         return "local-user"
+
+
+def sync_folder(folder: Path, bucket: str, prefix: str) -> None:
+    """Upload the folder's files that the bucket does not hold yet (datasets are written once)."""
+    s3 = boto3.client("s3")
+    held = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])}
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
+        if f"{prefix}{path.name}" not in held:
+            s3.upload_file(str(path), bucket, f"{prefix}{path.name}")
 
 
 def _exists(describe, **kwargs) -> bool:

@@ -2,8 +2,9 @@
 
 Events (EventBridge, see shared.events):
 - SageMaker Model Package State Change, ModelApprovalStatus Approved: new Model + EndpointConfig
-  (data capture on), then UpdateEndpoint with a canary traffic shift that SageMaker rolls back by
-  itself when one of ROLLBACK_ALARMS fires. The version is recorded as pending.
+  (data capture on, KMS as the CDK configured, the optional VPC), then a blue/green UpdateEndpoint
+  (a canary where the fleet allows one, else all at once) that SageMaker rolls back by itself when
+  one of ROLLBACK_ALARMS fires. The version is recorded as pending.
 - SageMaker Endpoint State Change (InService): the endpoint settled; whichever config it runs
   decides: the pending version becomes current (GET /models/current), or it was rolled back.
 Study records carry the version that produced them from the endpoint's own response.
@@ -26,7 +27,7 @@ from lambdas.shared.settings import Settings
 from lambdas.shared.store import StudyStore
 
 logger, tracer, metrics = tools("deploy-model")
-CANARY_WAIT_S = 600  # traffic stays on the canary this long while the alarms watch it
+CANARY_WAIT_S = 600  # the canary (or the whole new fleet) serves this long while the alarms watch it
 
 
 @dataclass
@@ -47,14 +48,33 @@ class Deps:
 
 
 def deployment_config(settings: Settings) -> dict:
-    """Blue/green with a one-instance canary, rolled back automatically on any of the alarms."""
+    """Blue/green, rolled back automatically on any of the alarms while the new fleet bakes.
+
+    SageMaker accepts a canary of at most half the fleet: with two or more instances one instance
+    takes the traffic first; a one-instance endpoint shifts all at once and bakes as long.
+    """
+    count = settings.endpoint_instance_count
+    if count >= 2:
+        routing = {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": CANARY_WAIT_S}
+    else:
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": CANARY_WAIT_S}
     config: dict = {"BlueGreenUpdatePolicy": {
-        "TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                                        "WaitIntervalInSeconds": CANARY_WAIT_S},
-        "TerminationWaitInSeconds": 300, "MaximumExecutionTimeoutInSeconds": 3600}}
+        "TrafficRoutingConfiguration": routing, "TerminationWaitInSeconds": 300, "MaximumExecutionTimeoutInSeconds": 3600}}
     if settings.rollback_alarms:
         config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in settings.rollback_alarms]}
     return config
+
+
+def rollout_problem(config: dict, instance_count: int) -> str | None:
+    """What SageMaker would refuse in a blue/green policy for this fleet (None: nothing)."""
+    routing = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    size = routing.get("CanarySize") or routing.get("LinearStepSize")
+    if routing["Type"] == "ALL_AT_ONCE":
+        return None if size is None else "ALL_AT_ONCE takes no step size"
+    if size is None:
+        return f"{routing['Type']} needs a step size"
+    share = size["Value"] / 100 if size["Type"] == "CAPACITY_PERCENT" else size["Value"] / instance_count
+    return None if 0 < share <= 0.5 else f"{routing['Type']} step {size} is more than half of {instance_count} instance(s)"
 
 
 def model_version(package: dict) -> str:
@@ -85,12 +105,17 @@ def deploy(package_arn: str, deps: Deps) -> dict:
     version = model_version(package)
     container = package["InferenceSpecification"]["Containers"][0]
     name = resource_name(version, package_arn)
-    _create_once(sm.create_model, ModelName=name, ExecutionRoleArn=settings.sagemaker_role_arn,
-                 PrimaryContainer={"ModelPackageName": package_arn},
-                 Tags=[{"Key": "discscope:model-version", "Value": version}])
+    model = {"ModelName": name, "ExecutionRoleArn": settings.sagemaker_role_arn,
+             "PrimaryContainer": {"ModelPackageName": package_arn},
+             "Tags": [{"Key": "discscope:model-version", "Value": version}]}
+    if settings.vpc_subnets:
+        model["VpcConfig"] = {"Subnets": list(settings.vpc_subnets), "SecurityGroupIds": list(settings.vpc_security_groups)}
+    _create_once(sm.create_model, **model)
     variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": settings.endpoint_instance_type,
                "InitialInstanceCount": settings.endpoint_instance_count}
     config = {"EndpointConfigName": name, "ProductionVariants": [variant]}
+    if settings.endpoint_volume_kms_key:  # instance types with NVMe storage refuse a volume key (the CDK decides)
+        config["KmsKeyId"] = settings.endpoint_volume_kms_key
     if settings.data_capture_uri:
         config["DataCaptureConfig"] = {"EnableCapture": True, "InitialSamplingPercentage": 100,
                                        "DestinationS3Uri": settings.data_capture_uri,

@@ -1,7 +1,8 @@
 """Starts the retraining pipeline: once RETRAIN_MIN_FEEDBACK new feedback items exist, or on the schedule.
 
 Events (EventBridge, see shared.events):
-- FeedbackSaved (the API): one more pending item; start when the count reaches the threshold;
+- FeedbackSaved (the API): one more pending item, counted once per event id (EventBridge may deliver
+  an event twice); start when the count reaches the threshold;
 - Scheduled Event: start if any feedback is pending;
 - SageMaker Model Building Pipeline Execution Status Change: a run ended, free the lock;
 - Retrain Requested (an operator, `discscope retrain`): start now, whatever the count.
@@ -11,6 +12,8 @@ reports as finished is freed on the next event, so a lost status event cannot bl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -97,7 +100,8 @@ def maybe_start(deps: Deps, reason: str, min_pending: int | None = None, force: 
 def on_event(event: dict, deps: Deps) -> dict:
     kind = event.get("detail-type")
     if kind == FEEDBACK_SAVED:
-        deps.store.count_new_feedback()
+        if not deps.store.count_new_feedback(event.get("id") or _event_key(event)):
+            return {"started": False, "reason": "DUPLICATE_EVENT", "event_id": event.get("id")}
         return maybe_start(deps, "feedback")
     if kind == SCHEDULED:
         return maybe_start(deps, "schedule", min_pending=1)
@@ -111,6 +115,11 @@ def on_event(event: dict, deps: Deps) -> dict:
             return {"released": freed, "status": status}
         return {"released": False, "status": status}
     return {"ignored": kind}
+
+
+def _event_key(event: dict) -> str:
+    """An event without an id (a hand-made one) is keyed by its content."""
+    return hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @lru_cache(maxsize=1)

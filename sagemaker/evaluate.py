@@ -8,6 +8,8 @@ CheckImprovement step reads `improvement.auc` and `candidate.sensitivity` from e
 
 from __future__ import annotations
 
+import vendored  # noqa: F401  (first: the code's lib/ on sys.path in a container)
+
 import argparse
 import json
 import sys

@@ -1,10 +1,13 @@
 """SageMaker PyTorch serving entry points (model_fn / input_fn / predict_fn / output_fn).
 
-The artifact's code/ folder holds this file and the discscope package; the container imports both.
+The artifact's code/ folder holds this file, the discscope package and its dependencies in lib/
+(vendored.py puts them on sys.path); there is no requirements.txt, so the container installs nothing.
 Requests follow DESIGN.md: JSON {"s3_uri": ...} or raw study bytes with their content type.
 """
 
 from __future__ import annotations
+
+import vendored  # noqa: F401  (first: code/lib on sys.path)
 
 import json
 

@@ -70,6 +70,7 @@ for _name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "SAGEMAKER_ADMIN_CONFIG_OVERRI
 
 import boto3
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.network import NetworkConfig
 from sagemaker.core.processing import Processor
 from sagemaker.core.shapes import (
     ProcessingInput,
@@ -78,7 +79,7 @@ from sagemaker.core.shapes import (
     ProcessingS3Output,
     StoppingCondition,
 )
-from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig
+from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig
 from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join, JsonGet
@@ -117,11 +118,14 @@ PROCESSING_IMAGE = "${ProcessingImageUri}"
 TRAINING_IMAGE = "${TrainingImageUri}"
 INFERENCE_IMAGE = "${InferenceImageUri}"
 MODEL_PACKAGE_GROUP = "${ModelPackageGroupName}"
+DATA_KEY = "${DataKeyArn}"  # KMS key of every job's volume and outputs
 
 _STAND_IN_ROLE_ARN = "arn:aws:iam::000000000000:role/replaced-by-PipelineRoleArn"
 
 PROC = "/opt/ml/processing"
 CODE_DIR = f"{PROC}/input/code"
+# The training job gets its source dir as a channel: with network isolation it cannot fetch it from S3.
+TRAIN_CODE = "/opt/ml/input/data/code/sourcedir.tar.gz"
 
 
 @contextlib.contextmanager
@@ -166,19 +170,22 @@ def _session() -> PipelineSession:
     return session
 
 
-def _processor(session: PipelineSession, instance_type, script: str) -> Processor:
-    """A processor that installs requirements.txt from the code input, then runs `script`."""
-    command = (
-        f"pip install -q -r {CODE_DIR}/requirements.txt"
-        f' && exec python3 {CODE_DIR}/{script} "$@"'
-    )
+def _processor(session: PipelineSession, instance_type, script: str, isolated: bool) -> Processor:
+    """Runs `script` from the code input; its dependencies are vendored there (lib/): no pip at start.
+
+    `isolated`: no network at all (SageMaker still moves the inputs and outputs); a job that calls
+    AWS APIs itself needs the network.
+    """
     return Processor(
         role=ROLE,
         image_uri=PROCESSING_IMAGE,
         instance_count=1,
         instance_type=instance_type,
-        entrypoint=["/bin/sh", "-c", command, "sh"],
+        entrypoint=["python3", f"{CODE_DIR}/{script}"],
         base_job_name=f"discscope-{Path(script).stem.replace('_', '-')}",
+        volume_kms_key=DATA_KEY,
+        output_kms_key=DATA_KEY,
+        network_config=NetworkConfig(enable_network_isolation=isolated, encrypt_inter_container_traffic=True),
         sagemaker_session=session,
     )
 
@@ -203,11 +210,11 @@ def _output(name: str, source: str, destination) -> ProcessingOutput:
     )
 
 
-def _execution_prefix(*parts: str) -> Join:
-    """s3://${ModelBucket}/pipeline/<execution id>/<parts...>"""
+def _execution_prefix(root: str, *parts: str) -> Join:
+    """s3://${ModelBucket}/<root>/<execution id>/<parts...>"""
     return Join(
         on="/",
-        values=[f"s3://{MODEL_BUCKET}/pipeline", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts],
+        values=[f"s3://{MODEL_BUCKET}/{root}", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts],
     )
 
 
@@ -241,21 +248,26 @@ def build_pipeline() -> Pipeline:
         code_uri, source_dir_uri, cls_iters, seed,
     ]  # fmt: skip
 
-    # 1. Feedback (YOLO txt in the study bucket) -> training samples.
+    # 1. Feedback (YOLO txt in the study bucket) -> training samples. It reads the reviewed studies
+    # from the study bucket itself (not every upload as an input), so it needs the network.
+    # Its output is working data under pipeline/ (expired by a lifecycle rule).
     preprocess = ProcessingStep(
         name="PreprocessFeedback",
-        step_args=_processor(session, processing_instance_type, "preprocess_feedback.py").run(
+        step_args=_processor(session, processing_instance_type, "preprocess_feedback.py", isolated=False).run(
             inputs=[
                 _input("feedback", feedback_uri, f"{PROC}/input/feedback"),
                 _input("code", code_uri, CODE_DIR),
             ],
-            outputs=[_output("feedback", f"{PROC}/output/feedback", _execution_prefix("feedback"))],
-            arguments=["--study-bucket", study_bucket],
+            outputs=[_output("feedback", f"{PROC}/output/feedback", _execution_prefix("pipeline", "feedback"))],
+            # every container path is an argument: the definition says all the job gets
+            arguments=["--study-bucket", study_bucket, "--input-dir", f"{PROC}/input/feedback",
+                       "--output-dir", f"{PROC}/output/feedback"],
         ),
     )
     feedback_s3 = preprocess.properties.ProcessingOutputConfig.Outputs["feedback"].S3Output.S3Uri
 
-    # 2. Train the herniation classifier (script mode: train.py from SourceDirUri).
+    # 2. Train the herniation classifier (script mode: train.py from SourceDirUri, given as the
+    # "code" channel). Candidates are kept under models/ (no expiry: registered packages point there).
     trainer = ModelTrainer(
         sagemaker_session=session,
         # ModelTrainer resolves a role that is not an ARN through IAM (a network call), so it
@@ -263,16 +275,19 @@ def build_pipeline() -> Pipeline:
         role=_STAND_IN_ROLE_ARN,
         base_job_name="discscope-train",
         training_image=TRAINING_IMAGE,
-        compute=Compute(instance_type=training_instance_type, instance_count=1, volume_size_in_gb=50),
+        compute=Compute(instance_type=training_instance_type, instance_count=1, volume_size_in_gb=50,
+                        volume_kms_key_id=DATA_KEY),
+        networking=Networking(enable_network_isolation=True, enable_inter_container_traffic_encryption=True),
         stopping_condition=StoppingCondition(max_runtime_in_seconds=4 * 3600),
-        output_data_config=OutputDataConfig(s3_output_path=f"s3://{MODEL_BUCKET}/pipeline/candidates/"),
+        output_data_config=OutputDataConfig(s3_output_path=f"s3://{MODEL_BUCKET}/models/candidates/",
+                                            kms_key_id=DATA_KEY),
         hyperparameters={  # HyperParameters is a string map: integers go in as Std:Join
             "mode": "classifier",
             "init": init_weights,
             "cls-iters": cls_iters.to_string(),
             "seed": seed.to_string(),
             "sagemaker_program": "train.py",
-            "sagemaker_submit_directory": source_dir_uri,
+            "sagemaker_submit_directory": TRAIN_CODE,
         },
     )
     trainer.role = ROLE
@@ -283,23 +298,27 @@ def build_pipeline() -> Pipeline:
                 InputData(channel_name="train", data_source=train_data_uri),
                 InputData(channel_name="feedback", data_source=feedback_s3),
                 InputData(channel_name="production", data_source=production_model_uri),
+                InputData(channel_name="code", data_source=source_dir_uri),
             ]
         ),
     )
     candidate_model = train.properties.ModelArtifacts.S3ModelArtifacts
 
-    # 3. Evaluate candidate vs production on the fixed evaluation set.
+    # 3. Evaluate candidate vs production on the fixed evaluation set (no network needed). The
+    # report is kept under models/: registered packages point at it.
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
     evaluate = ProcessingStep(
         name="Evaluate",
-        step_args=_processor(session, evaluation_instance_type, "evaluate.py").run(
+        step_args=_processor(session, evaluation_instance_type, "evaluate.py", isolated=True).run(
             inputs=[
                 _input("candidate", candidate_model, f"{PROC}/input/candidate"),
                 _input("production", production_model_uri, f"{PROC}/input/production"),
                 _input("eval", eval_data_uri, f"{PROC}/input/eval"),
                 _input("code", code_uri, CODE_DIR),
             ],
-            outputs=[_output("evaluation", f"{PROC}/evaluation", _execution_prefix("evaluation"))],
+            outputs=[_output("evaluation", f"{PROC}/evaluation", _execution_prefix("models/evaluations"))],
+            arguments=["--candidate", f"{PROC}/input/candidate", "--production", f"{PROC}/input/production",
+                       "--eval", f"{PROC}/input/eval", "--output-dir", f"{PROC}/evaluation"],
         ),
         property_files=[report],
     )

@@ -13,6 +13,8 @@ in report.json with its reason; the others are kept. No usable feedback at all i
 
 from __future__ import annotations
 
+import vendored  # noqa: F401  (first: the code's lib/ on sys.path in a container)
+
 import argparse
 import json
 import sys

@@ -9,6 +9,8 @@ starting weights. Hyperparameters arrive as command-line flags (SageMaker passes
 
 from __future__ import annotations
 
+import vendored  # noqa: F401  (first: the code's lib/ on sys.path in a container)
+
 import argparse
 import json
 import os
@@ -19,11 +21,11 @@ from discscope.dataset import dataset_folders
 from discscope.evaluate import plot_training_curves
 from discscope.train import TrainConfig, train, train_classifier
 
-MODEL_CHANNELS = ("SM_CHANNEL_PRODUCTION", "SM_CHANNEL_FEEDBACK")
+MODEL_CHANNELS = ("SM_CHANNEL_PRODUCTION", "SM_CHANNEL_FEEDBACK", "SM_CHANNEL_CODE")
 
 
 def channels() -> list[str]:
-    """Dataset folders from the data channels (all but production/feedback)."""
+    """Dataset folders from the data channels (all but production, feedback and code)."""
     found = sorted((k, v) for k, v in os.environ.items() if k.startswith("SM_CHANNEL_") and k not in MODEL_CHANNELS)
     # a channel without cases stays in the list, so training names it in its "no cases" error
     return [str(d) for _, path in found for d in dataset_folders(path) or [Path(path)]]

@@ -118,7 +118,7 @@ def test_a_worse_candidate_is_not_registered_and_production_stays(baseline_model
         before = client.current_model()
         _send_feedback(client, tmp_path, range(500, 500 + FEEDBACK_STUDIES))
         result = _run(stack)
-        assert result.decision == "NOT_BETTER" and result.status == "Failed"
+        assert result.decision == "NOT_BETTER" and result.status == "Failed", summary_table(result)
         assert result.evaluation["improvement"]["auc"] < 0.005
         assert result.message.startswith("Candidate not registered: AUC improvement ")
         assert boto3.client("sagemaker").list_model_packages(ModelPackageGroupName="discscope")["ModelPackageSummaryList"] == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from dataclasses import replace
 
 import boto3
@@ -17,7 +19,8 @@ ROLE = "arn:aws:iam::123456789012:role/sm"
 
 
 def _event(kind: str, detail: dict | None = None, source: str = "discscope.api") -> dict:
-    return {"source": source, "detail-type": kind, "detail": detail or {}}
+    """As EventBridge delivers it: every event has its own id."""
+    return {"id": str(uuid.uuid4()), "source": source, "detail-type": kind, "detail": detail or {}}
 
 
 @pytest.fixture
@@ -38,6 +41,17 @@ def test_the_pipeline_starts_once_enough_feedback_arrived(trigger):
     assert execution["PipelineExecutionArn"] == results[2]["execution_arn"]
     state = trigger.store.retrain_state()
     assert state["pending"] == 0 and state["running"] == results[2]["execution_arn"]
+
+
+def test_a_redelivered_event_counts_once(trigger):
+    first = _event(FEEDBACK_SAVED)
+    assert retrain_trigger.on_event(first, trigger)["reason"] == "BELOW_THRESHOLD"
+    again = retrain_trigger.on_event(json.loads(json.dumps(first)), trigger)  # EventBridge retried it
+    assert again == {"started": False, "reason": "DUPLICATE_EVENT", "event_id": first["id"]}
+    assert trigger.store.retrain_state()["pending"] == 1
+    marker = trigger.store.table.get_item(Key={"pk": "PIPELINE", "sk": f"EVENT#{first['id']}"})["Item"]
+    assert int(marker["expires_at"]) > time.time() + 24 * 3600  # outlives EventBridge's retries, then expires
+    assert [retrain_trigger.on_event(_event(FEEDBACK_SAVED), trigger)["started"] for _ in range(2)] == [False, True]
 
 
 def test_no_second_start_while_a_run_is_executing(trigger, monkeypatch):
@@ -136,10 +150,33 @@ def test_an_approved_package_goes_out_as_a_canary_with_alarm_rollback(registry, 
     assert config["ProductionVariants"][0]["ModelName"] == result["endpoint_config"]
     assert config["DataCaptureConfig"]["DestinationS3Uri"] == "s3://capture/discscope"
     deployment = deploy_model.deployment_config(settings)
-    assert deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"  # one instance
     assert deployment["AutoRollbackConfiguration"]["Alarms"] == [{"AlarmName": "discscope-5xx"}, {"AlarmName": "discscope-latency"}]
+    assert "KmsKeyId" not in config and not sm.describe_model(ModelName=result["endpoint_config"]).get("VpcConfig")
     # not current until the endpoint settles on the new config
     assert study_store.current_model() is None and study_store.pending_model()["model_version"] == "v2"
+
+
+@pytest.mark.parametrize("count, kind", [(1, "ALL_AT_ONCE"), (2, "CANARY"), (3, "CANARY"), (8, "CANARY")])
+def test_the_rollout_is_one_sagemaker_accepts_for_the_fleet(registry, count, kind):
+    settings = replace(registry[2], endpoint_instance_count=count)
+    config = deploy_model.deployment_config(settings)
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == kind
+    assert deploy_model.rollout_problem(config, count) is None
+    # the rule itself: a one-instance canary on a one-instance fleet is refused
+    canary = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}}}
+    assert deploy_model.rollout_problem(canary, 1) is not None and deploy_model.rollout_problem(canary, 2) is None
+
+
+def test_endpoint_configs_carry_the_volume_key_and_models_the_vpc(registry, study_store):
+    sm, package, settings = registry
+    settings = replace(settings, endpoint_volume_kms_key="arn:aws:kms:us-east-1:123456789012:key/k",
+                       vpc_subnets=("subnet-1", "subnet-2"), vpc_security_groups=("sg-1",))
+    deps = deploy_model.Deps(study_store, sm, settings, switch=lambda *_: False)
+    name = deploy_model.deploy(package("Approved", "v6"), deps)["endpoint_config"]
+    assert sm.describe_endpoint_config(EndpointConfigName=name)["KmsKeyId"] == settings.endpoint_volume_kms_key
+    assert sm.describe_model(ModelName=name)["VpcConfig"] == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
 
 
 def _settle(deps, monkeypatch, running_config: str) -> dict:

@@ -27,6 +27,9 @@ class Settings:
     rollback_alarms: tuple[str, ...]
     data_capture_uri: str
     data_capture_kms_key: str
+    endpoint_volume_kms_key: str
+    vpc_subnets: tuple[str, ...]
+    vpc_security_groups: tuple[str, ...]
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -50,7 +53,14 @@ class Settings:
             sagemaker_role_arn=env("SAGEMAKER_ROLE_ARN", ""),
             endpoint_instance_type=env("ENDPOINT_INSTANCE_TYPE", "ml.g5.xlarge"),
             endpoint_instance_count=int(env("ENDPOINT_INSTANCE_COUNT", "1")),
-            rollback_alarms=tuple(a for a in env("ROLLBACK_ALARMS", "").split(",") if a),
+            rollback_alarms=_words(env("ROLLBACK_ALARMS", "")),
             data_capture_uri=env("DATA_CAPTURE_URI", ""),
             data_capture_kms_key=env("DATA_CAPTURE_KMS_KEY", ""),
+            endpoint_volume_kms_key=env("ENDPOINT_VOLUME_KMS_KEY", ""),
+            vpc_subnets=_words(env("VPC_SUBNETS", "")),
+            vpc_security_groups=_words(env("VPC_SECURITY_GROUPS", "")),
         )
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in value.split(",") if w.strip())

@@ -209,10 +209,25 @@ class StudyStore:
 
 
     # -- retraining bookkeeping (one item: feedback since the last run, and the run in flight) ------
-    def count_new_feedback(self) -> int:
-        resp = self.table.update_item(Key=RETRAIN_KEY, UpdateExpression="ADD pending :one",
-                                      ExpressionAttributeValues={":one": 1}, ReturnValues="ALL_NEW")
-        return int(resp["Attributes"]["pending"])
+    def count_new_feedback(self, event_id: str) -> bool:
+        """Count one more pending feedback item, once per event: EventBridge delivers at least once,
+        so a redelivered event (same id) is recognised by its marker and not counted again.
+        Returns False for a redelivery."""
+        marker = {"pk": RETRAIN_KEY["pk"], "sk": f"EVENT#{event_id}",
+                  "expires_at": int(datetime.now(timezone.utc).timestamp()) + EVENT_MARKER_TTL_S}
+        client = self.table.meta.client
+        try:
+            client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table.name, "Item": to_dynamo(marker),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Update": {"TableName": self.table.name, "Key": RETRAIN_KEY, "UpdateExpression": "ADD pending :one",
+                            "ExpressionAttributeValues": {":one": 1}}}])
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+                return False
+            raise
+        return True
 
     def retrain_state(self) -> dict:
         item = self.table.get_item(Key=RETRAIN_KEY, ConsistentRead=True).get("Item") or {}
@@ -263,6 +278,9 @@ class StudyStore:
 MODEL_KEY = {"pk": "MODEL", "sk": "CURRENT"}
 PENDING_MODEL_KEY = {"pk": "MODEL", "sk": "PENDING"}
 RETRAIN_KEY = {"pk": "PIPELINE", "sk": "RETRAIN"}
+# EventBridge retries for at most 24 h; markers of counted events outlive that, then expire (table TTL).
+EVENT_MARKER_TTL_S = 7 * 24 * 3600
+TTL_ATTRIBUTE = "expires_at"
 
 
 def _public(item: dict) -> dict:

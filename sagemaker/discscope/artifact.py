@@ -16,9 +16,11 @@ from .errors import ModelError
 WEIGHTS = "model.pt"
 METADATA = "metadata.json"
 PACKAGE_DIR = Path(__file__).resolve().parent
-INFERENCE_SCRIPT = PACKAGE_DIR.parent / "inference.py"
-# What the SageMaker PyTorch serving container must add to run code/inference.py.
-CODE_REQUIREMENTS = "SimpleITK==2.5.7\nopencv-python-headless==5.0.0.93\n"
+SCRIPTS_DIR = PACKAGE_DIR.parent
+# code/ of a model.tar.gz: the serving entry point, the sys.path hook of the vendored dependencies
+# and the package. No requirements.txt: SageMaker's serving container would pip-install it at start.
+SERVING_SCRIPTS = ("inference.py", "vendored.py")
+VENDORED_LIB = SCRIPTS_DIR / "lib"  # present in a container's code (installed at build time), not in a checkout
 
 
 def save_model_dir(out_dir: str | Path, weights: dict, metadata: dict) -> Path:
@@ -29,20 +31,26 @@ def save_model_dir(out_dir: str | Path, weights: dict, metadata: dict) -> Path:
     return out
 
 
-def write_code_dir(code_dir: str | Path) -> Path:
-    """The serving code SageMaker's PyTorch container expects under code/: script, package, requirements."""
-    if not INFERENCE_SCRIPT.is_file():
-        raise ModelError(f"{INFERENCE_SCRIPT} not found: package the model from a source checkout")
+def write_code_dir(code_dir: str | Path, lib: Path | None = VENDORED_LIB) -> Path:
+    """The serving code SageMaker's PyTorch container expects under code/: entry point, package, and
+    the vendored dependencies (`lib/`) when this code has them (in a training container it does)."""
+    missing = [name for name in SERVING_SCRIPTS if not (SCRIPTS_DIR / name).is_file()]
+    if missing:
+        raise ModelError(f"{missing} not found beside {PACKAGE_DIR}: package the model from a source checkout")
     code = Path(code_dir)
     code.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(INFERENCE_SCRIPT, code / "inference.py")
+    for name in SERVING_SCRIPTS:
+        shutil.copy2(SCRIPTS_DIR / name, code / name)
     shutil.copytree(PACKAGE_DIR, code / "discscope", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-    (code / "requirements.txt").write_text(CODE_REQUIREMENTS)
+    if lib is not None and lib.is_symlink():  # the local pipeline's lib is a link into its cache: stays a link
+        (code / "lib").symlink_to(lib.resolve(), target_is_directory=True)
+    elif lib is not None and lib.is_dir():
+        shutil.copytree(lib, code / "lib", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     return code
 
 
 def pack(model_dir: str | Path, out_tar: str | Path) -> Path:
-    """model.tar.gz: model.pt, metadata.json and code/ (inference.py, discscope/, requirements.txt)."""
+    """model.tar.gz: model.pt, metadata.json and code/ (inference.py, vendored.py, discscope/)."""
     model_dir, out_tar = Path(model_dir), Path(out_tar)
     out_tar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(out_tar, "w:gz") as tar:
