@@ -1,9 +1,11 @@
 """An API Gateway-shaped HTTP front: `/api/*` becomes REST proxy events for the `api` Lambda (invoked
-through the local Lambda service), checked for the API key as a usage plan would; everything else
-is the static web page from `web/` plus a generated `config.js` telling the page where the API is.
+through the local Lambda service), authenticated as API Gateway would (devstack.local_auth: a
+SigV4 signature of a local clinical system, or the page's local key standing in for a Cognito
+login) and carrying the request context API Gateway would build; everything else is the static
+web page from `web/` plus a generated `config.js` telling the page where the API is.
 
-Requests are made as the stack's named local user, handed to the Lambda in the shape API Gateway's
-Cognito authorizer gives (`requestContext.authorizer.claims`), so reviews record who saved them.
+The page acts as the stack's named local user (`discscope up --user NAME`), so reviews record who
+saved them, exactly as they record a Cognito user in AWS.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import boto3
 from botocore.config import Config
 
+from devstack.local_auth import (ACCOUNT, Denied, LocalClient, LocalUser, cognito_authorizer, iam_identity,
+                                 verify_sigv4)
+
 API_PREFIX = "/api"
+LOCAL_GROUP = "local-clinicians"  # the local user's Cognito group (which owns what the page creates)
+LOCAL_USER = LocalUser("local-user", (LOCAL_GROUP,))  # who the page's local key signs in as, by default
 MAX_BODY = 1024 * 1024  # API bodies are small JSON; uploads go to S3 by presigned POST
-CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization",
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token",
         "Access-Control-Allow-Methods": "GET,POST,OPTIONS"}
 
 
 def proxy_event(method: str, path: str, query: str, headers: dict[str, str], body: str | None, source_ip: str,
-                user: str | None = None) -> dict:
-    """The REST API (v1) Lambda proxy event API Gateway would send for this request (from `user`,
-    when given, as a Cognito user-pool authorizer would pass a signed-in user)."""
+                identity: dict | None = None, authorizer: dict | None = None) -> dict:
+    """The REST API (v1) Lambda proxy event API Gateway would send for this request."""
     multi = parse_qs(query, keep_blank_values=True)
     authorizer = {"claims": {"cognito:username": user, "token_use": "id"}} if user else None
     return {
@@ -40,17 +46,19 @@ def proxy_event(method: str, path: str, query: str, headers: dict[str, str], bod
         "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None,
         "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/local{path}", "stage": "local",
                            "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000),
-                           "identity": {"sourceIp": source_ip, "apiKey": headers.get("x-api-key")},
-                           "authorizer": authorizer, "accountId": "123456789012", "apiId": "local"},
+                           "identity": identity or {"sourceIp": source_ip, "userAgent": headers.get("user-agent")},
+                           **({"authorizer": authorizer} if authorizer else {}),
+                           "accountId": ACCOUNT, "apiId": "local"},
         "body": body, "isBase64Encoded": False,
     }
 
 
 class Gateway:
     def __init__(self, api_function: str, api_key: str, web_root: Path, port: int = 0, host: str = "127.0.0.1",
-                 user: str | None = None):
+                 clients: tuple[LocalClient, ...] = (), user: LocalUser = LOCAL_USER):
         self.api_function, self.api_key, self.web_root = api_function, api_key, web_root.resolve()
-        self.user = user  # the local reviewer
+        self.clients = {c.access_key_id: c for c in clients}
+        self.user = user
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
         self._lambda = None
@@ -80,6 +88,16 @@ class Gateway:
             return {"statusCode": 502, "body": json.dumps({"message": "Internal server error"})}
         return payload
 
+    def authenticate(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                     source_ip: str) -> tuple[dict | None, dict | None]:
+        """(identity, authorizer) of the request context, or Denied as API Gateway would answer."""
+        if headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
+            client = verify_sigv4(method, url, headers, body, self.clients)
+            return iam_identity(client, source_ip, headers.get("user-agent")), None
+        if headers.get("x-api-key") == self.api_key:
+            return None, cognito_authorizer(self.user)
+        raise Denied(401 if "authorization" in headers else 403, "Unauthorized" if "authorization" in headers else "Forbidden")
+
     def config_js(self) -> bytes:
         config = {"apiUrl": self.api_url, "apiKey": self.api_key, "auth": "api-key"}
         return f"window.DISCSCOPE_CONFIG = {json.dumps(config)};\n".encode()
@@ -108,15 +126,20 @@ class Gateway:
                 if length > MAX_BODY:
                     self.close_connection = True
                     return self._send(413, b'{"message": "Request Too Long"}', {"Content-Type": "application/json"} | CORS)
-                body = self.rfile.read(length).decode("utf-8", "replace") if length else None
+                raw = self.rfile.read(length) if length else None
+                body = raw.decode("utf-8", "replace") if raw else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if method == "OPTIONS":
                     return self._send(204, b"", CORS)
-                if headers.get("x-api-key") != gateway.api_key:  # as API Gateway with apiKeyRequired
-                    return self._send(403, b'{"message": "Forbidden"}', {"Content-Type": "application/json"} | CORS)
+                try:
+                    identity, authorizer = gateway.authenticate(
+                        method, f"http://{headers.get('host', '')}{self.path}", headers, raw, self.client_address[0])
+                except Denied as exc:
+                    return self._send(exc.status, json.dumps({"message": exc.message}).encode(),
+                                      {"Content-Type": "application/json"} | CORS)
                 path = unquote(url.path[len(API_PREFIX):]) or "/"
                 result = gateway.invoke_api(proxy_event(method, path, url.query, headers, body, self.client_address[0],
-                                                        gateway.user))
+                                                        identity, authorizer))
                 out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
                 out_headers.setdefault("Content-Type", "application/json")
                 out = (result.get("body") or "").encode()

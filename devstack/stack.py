@@ -15,7 +15,8 @@ from pathlib import Path
 import boto3
 
 from devstack.aws import REPO, LocalAws
-from devstack.gateway import Gateway
+from devstack.gateway import LOCAL_GROUP, Gateway
+from devstack.local_auth import LocalClient, LocalUser
 from cdk import container_code
 from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult, upload_tree
 from devstack.retrain_data import RetrainData
@@ -29,6 +30,7 @@ DEFAULT_STATE = REPO / ".devstack"
 LOCAL_IMAGE = "local/discscope"  # the containers run on devstack.container_env's interpreter
 LOCAL_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/local"  # moto's S3 ignores it
 CODE_PREFIX, DATASETS = "code/", "datasets/"
+CLIENT_CREDENTIALS = "client_credentials.json"
 
 
 class LocalStack:
@@ -46,7 +48,8 @@ class LocalStack:
         self.state: StateDir | None = None
         self._saved_env = dict(os.environ)
         self._stop = threading.Event()
-        self.api_key = self._api_key()
+        self.api_key = self._api_key()  # the page's local key (a Cognito login stands in for it in AWS)
+        self.clinical_client = self._clinical_client()  # a clinical system's local IAM credentials
         self.work_dir = (self.state_dir or Path(tempfile.mkdtemp(prefix="discscope-stack-"))) / "pipeline"
         self.retrain_data = retrain_data or RetrainData(self.work_dir.parent / "datasets")
         self.runs: dict[str, RunResult] = {}
@@ -65,6 +68,18 @@ class LocalStack:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def _clinical_client(self) -> LocalClient:
+        """Kept in the state folder, like the page key, so `discscope analyze` can sign requests."""
+        path = self.state_dir / CLIENT_CREDENTIALS if self.state_dir else None
+        if path is not None and path.is_file():
+            return LocalClient(**json.loads(path.read_text()))
+        client = LocalClient("local-clinical-system", "AKIALOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(client.__dict__))
+            path.chmod(0o600)
+        return client
+
     def start(self) -> "LocalStack":
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         self.endpoint = EndpointServer(self.model, port=self.endpoint_port).start()
@@ -81,7 +96,8 @@ class LocalStack:
         self._deploy_initial_model()
         self.aws.start_pipeline, self.aws.switch_endpoint = self._start_pipeline, self._switch_endpoint
         self._resume_unfinished()
-        self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port, user=self.user).start()
+        self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port,
+                               clients=(self.clinical_client,), user=LocalUser(self.user, (LOCAL_GROUP,))).start()
         self._write_stack_file()
         if self.state and self.snapshot_every_s:
             threading.Thread(target=self._snapshots, name="snapshots", daemon=True).start()
@@ -215,15 +231,8 @@ class LocalStack:
     def _resume_unfinished(self) -> None:
         """Studies caught mid-flight by the last shutdown are run again."""
         sfn = boto3.client("stepfunctions")
-        studies, cursor = [], None
-        while True:
-            page, cursor = self.store.list_recent(limit=100, cursor=cursor)
-            studies += page
-            if not cursor:
-                break
-        for listed in studies:
-            if listed["status"] in (UPLOADED, PROCESSING):
-                study = self.store.get(listed["study_id"])  # the list holds only its own fields
+        for study in self.store.unfinished():
+            if study["status"] in (UPLOADED, PROCESSING):
                 payload = {"study_id": study["study_id"], "bucket": self.aws.names.study_bucket, "key": study["upload_key"]}
                 try:
                     boto3.client("s3").head_object(Bucket=payload["bucket"], Key=payload["key"])
@@ -267,6 +276,7 @@ class LocalStack:
         web = (REPO / "web" / "index.html").is_file()
         return "\n".join(([f"  web page      {self.gateway.url}/"] if web else []) + [
             f"  REST API      {self.gateway.api_url}   (header x-api-key: {self.api_key})",
+            f"  clinical      SigV4 as {self.clinical_client.arn} (keys in {self.state_dir or 'memory'}/{CLIENT_CREDENTIALS})",
             f"  endpoint      {self.endpoint.url}   (model {self.endpoint.model_host.predictor.version})",
             f"  AWS (moto)    {self.aws.url}",
             f"  state         {self.state_dir or 'in memory only'}",

@@ -3,8 +3,9 @@
 Routes: POST /studies, GET /studies, GET /studies/{id}, POST /studies/{id}/corrections,
 POST /studies/{id}/accept, GET /models/current. Bodies are validated with powertools parser
 models; every error is JSON `{"error_code", "message"}`. Authentication happens in front of this
-function (API Gateway API keys / Cognito in AWS, the local proxy's API key check locally); the
-caller it established is recorded as the reviewer of each saved review.
+function (API Gateway: IAM for clinical systems, Cognito for people; the local gateway builds the
+same request context). The caller (shared.identity) decides which studies it may create, list, read
+and review (shared.access), and is recorded as the reviewer of each saved review.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, p
 from botocore.config import Config
 from pydantic import Field, field_validator
 
-from lambdas.shared import keys, yolo
-from lambdas.shared.identity import Caller, caller_from_event, display_name
+from lambdas.shared import access, keys, yolo
+from lambdas.shared.identity import Caller, Unauthenticated, caller_from_event, display_name
 from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
 from lambdas.shared.store import REVIEWED, SUCCEEDED, StaleVersion, StudyStore, TransitionError, now_iso
@@ -116,14 +117,15 @@ def default_deps() -> Deps:
 # --- plain functions (tested without API Gateway) ----------------------------------------------
 
 
-def create_study(body: dict, deps: Deps) -> dict:
+def create_study(body: dict, deps: Deps, caller: Caller) -> dict:
+    owner = _owner(caller)
     req = _parse(body, CreateStudy)
     limit = deps.settings.max_upload_bytes
     if req.size > limit:
         raise ApiError(413, "FILE_TOO_LARGE", f"{req.size} bytes; the limit is {limit}")
     study_id = keys.new_study_id()
     key = keys.upload_key(study_id, req.filename)
-    deps.store.create(study_id, req.filename, key, req.content_type, req.size)
+    deps.store.create(study_id, req.filename, key, req.content_type, req.size, owner=owner)
     post = deps.s3.generate_presigned_post(
         Bucket=deps.settings.study_bucket, Key=key, Fields={"Content-Type": req.content_type},
         Conditions=[{"Content-Type": req.content_type}, ["content-length-range", 1, req.size]],
@@ -132,8 +134,8 @@ def create_study(body: dict, deps: Deps) -> dict:
     return {"study_id": study_id, "status": "UPLOADED", "upload": post, "expires_in": deps.settings.presign_expiry_s}
 
 
-def get_study(study_id: str, deps: Deps) -> dict:
-    study = _study(study_id, deps)
+def get_study(study_id: str, deps: Deps, caller: Caller) -> dict:
+    study = _study(study_id, deps, caller)
     artifacts = study.pop("artifacts", None) or {}
     study["artifacts"] = {
         name: deps.s3.generate_presigned_url("get_object", Params={"Bucket": deps.settings.study_bucket, "Key": key},
@@ -155,8 +157,9 @@ def _history_entry(item: dict) -> dict:
 
 
 def list_studies(params: dict[str, str | None], caller: Caller, deps: Deps) -> dict:
-    """The worklist: studies in the date window, filtered and ordered (unreviewed first), a page
-    at a time; the cursor is the position in that order."""
+    """The worklist: the caller's studies in the date window, filtered and ordered (unreviewed
+    first), a page at a time; the cursor is the position in that order."""
+    owner = _owner(caller)
     raw = params.get("limit") or "20"
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
         raise ApiError(400, "BAD_REQUEST", "limit must be an integer from 1 to 100")
@@ -167,7 +170,7 @@ def list_studies(params: dict[str, str | None], caller: Caller, deps: Deps) -> d
     start = _decode_cursor(params["cursor"]).get("offset", 0) if params.get("cursor") else 0
     if not isinstance(start, int) or start < 0:
         raise ApiError(400, "BAD_CURSOR", "the cursor is not one this API returned")
-    window, truncated = deps.store.list_window(query.since, query.until)
+    window, truncated = deps.store.list_window(owner, query.since, query.until)
     ordered = query.arrange(window)
     end = start + int(raw)
     return {"studies": ordered[start:end], "total": len(ordered), "truncated": truncated,
@@ -176,14 +179,16 @@ def list_studies(params: dict[str, str | None], caller: Caller, deps: Deps) -> d
             "caller": {"id": caller.id, "kind": caller.kind}}
 
 
-def save_feedback(study_id: str, kind: Literal["correction", "accept"], body: dict | None, reviewer: dict,
-                  deps: Deps) -> dict:
+def save_feedback(study_id: str, kind: Literal["correction", "accept"], body: dict | None, caller: Caller,
+                  deps: Deps, reviewer_name: str | None = None) -> dict:
     """Record a review as the study's next version (never overwriting one) and write its YOLO file.
 
-    `reviewer` is who saves it ({id, kind, name}). The body says which version the reviewer saw
-    (`base_version`); when someone saved since, the save is refused (409 STALE_VERSION).
+    `caller` saves it (a study outside their scope does not exist for them); the review records
+    them as {id, kind, name}. The body says which version the reviewer saw (`base_version`); when
+    someone saved since, the save is refused (409 STALE_VERSION).
     """
-    study = _study(study_id, deps)
+    study = _study(study_id, deps, caller)
+    reviewer = {"id": caller.id, "kind": caller.kind, "name": reviewer_name or caller.id}
     if study["status"] not in (SUCCEEDED, REVIEWED):
         raise ApiError(409, "NOT_READY", f"study is {study['status']}; feedback needs a finished study")
     height, width = study["image_size"]
@@ -245,13 +250,20 @@ def current_model(deps: Deps) -> dict:
     return model
 
 
-def _study(study_id: str, deps: Deps) -> dict:
+def _study(study_id: str, deps: Deps, caller: Caller) -> dict:
     if not keys.is_study_id(study_id):
         raise ApiError(404, "NOT_FOUND", f"no study {study_id!r}")
     study = deps.store.get(study_id)
-    if study is None:
+    if study is None or not access.may_access(caller, study):  # another owner's study does not exist for this caller
         raise ApiError(404, "NOT_FOUND", f"no study {study_id}")
     return study
+
+
+def _owner(caller: Caller) -> str:
+    try:
+        return access.owner_of(caller)
+    except access.NoGroup as exc:
+        raise ApiError(403, "NO_GROUP", str(exc)) from None
 
 
 def _parse(body: Any, model):
@@ -288,41 +300,49 @@ def _json_body() -> Any:
         raise ApiError(400, "BAD_REQUEST", "the request body is not valid JSON") from None
 
 
+def _caller() -> Caller:
+    try:
+        caller = caller_from_event(app.current_event.raw_event)
+    except Unauthenticated as exc:
+        raise ApiError(401, "UNAUTHENTICATED", str(exc)) from None
+    logger.append_keys(caller=caller.id)  # every log line of this request names who asked
+    return caller
+
+
 @app.post("/studies")
 def _create() -> Response:
-    return Response(201, "application/json", json.dumps(create_study(_json_body(), default_deps())))
-
-
-def _reviewer() -> dict:
-    event = app.current_event.raw_event
-    caller = caller_from_event(event)
-    return {"id": caller.id, "kind": caller.kind, "name": display_name(event)}
+    return Response(201, "application/json", json.dumps(create_study(_json_body(), default_deps(), _caller())))
 
 
 @app.get("/studies")
 def _list() -> dict:
     params = app.current_event.query_string_parameters or {}
-    return list_studies(params, caller_from_event(app.current_event.raw_event), default_deps())
+    return list_studies(params, _caller(), default_deps())
 
 
 @app.get("/studies/<study_id>")
 def _get(study_id: str) -> dict:
-    return get_study(study_id, default_deps())
+    logger.append_keys(study_id=study_id)
+    return get_study(study_id, default_deps(), _caller())
 
 
 @app.post("/studies/<study_id>/corrections")
 def _corrections(study_id: str) -> dict:
-    return save_feedback(study_id, "correction", _json_body(), _reviewer(), default_deps())
+    logger.append_keys(study_id=study_id)
+    return save_feedback(study_id, "correction", _json_body(), _caller(), default_deps(),
+                         display_name(app.current_event.raw_event))
 
 
 @app.post("/studies/<study_id>/accept")
 def _accept(study_id: str) -> dict:
+    logger.append_keys(study_id=study_id)
     body = _json_body() if app.current_event.body else None
-    return save_feedback(study_id, "accept", body, _reviewer(), default_deps())
+    return save_feedback(study_id, "accept", body, _caller(), default_deps(), display_name(app.current_event.raw_event))
 
 
 @app.get("/models/current")
 def _model() -> dict:
+    _caller()
     return current_model(default_deps())
 
 
@@ -343,7 +363,7 @@ def _unexpected(exc: Exception) -> Response:
     return Response(500, "application/json", json.dumps({"error_code": "INTERNAL_ERROR", "message": "internal error"}))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)  # the caller and study keys of one request end with it
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: Any) -> dict:

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from botocore.exceptions import ClientError
 
 from lambdas.shared import keys
+from lambdas.shared.access import UNASSIGNED
 from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
 from lambdas.shared.store import StudyStore
@@ -55,7 +56,8 @@ def execution_name(record: dict) -> str:
 def start_workflow(record: dict, sfn, store: StudyStore, state_machine_arn: str) -> dict:
     if store.get(record["study_id"]) is None:
         # Uploaded without POST /studies (e.g. straight to S3 by an operator): keep it, register it.
-        store.create(record["study_id"], record["filename"], record["key"], "application/octet-stream", record["size"])
+        store.create(record["study_id"], record["filename"], record["key"], "application/octet-stream", record["size"],
+                     owner=UNASSIGNED)
     name = execution_name(record)
     payload = {"study_id": record["study_id"], "bucket": record["bucket"], "key": record["key"]}
     try:

@@ -8,7 +8,6 @@ the message is itself JSON `{"error_code", "message"}` so MarkFailed can keep bo
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -120,8 +119,11 @@ def _endpoint_error(exc: ClientError) -> WorkflowError:
 
 
 def infer(event: dict, deps: Deps) -> dict:
+    """The endpoint writes the pictures and the mask under results/{id}/ itself and answers with
+    their keys (a small response whatever the study's size); this step adds result.json."""
     study_id, bucket, key = event["study_id"], event["bucket"], event["key"]
-    request = json.dumps({"s3_uri": f"s3://{bucket}/{key}"})
+    prefix = keys.result_key(study_id, "result.json").rsplit("/", 1)[0] + "/"
+    request = json.dumps({"s3_uri": f"s3://{bucket}/{key}", "output_uri": f"s3://{bucket}/{prefix}"})
     try:
         resp = deps.runtime.invoke_endpoint(EndpointName=deps.settings.endpoint_name, ContentType="application/json",
                                             Accept="application/json", Body=request,
@@ -131,14 +133,9 @@ def infer(event: dict, deps: Deps) -> dict:
         raise _endpoint_error(exc) from None
     except BotoCoreError as exc:  # connection refused, timeouts
         raise EndpointUnavailable("ENDPOINT_UNAVAILABLE", f"{type(exc).__name__}: {exc}") from None
-    artifacts = {}
-    for name, field, ctype in (("preview.png", "preview_png", "image/png"), ("mask.png", "mask_png", "image/png"),
-                               ("overlay.png", "overlay_png", "image/png"), ("mask.mha", "mask_mha", "application/octet-stream"),
-                               ("slices.jpg", "slices_jpg", "image/jpeg"), ("slices_mask.png", "slices_mask_png", "image/png")):
-        if body.get(field):
-            artifacts[name] = keys.result_key(study_id, name)
-            deps.s3.put_object(Bucket=bucket, Key=artifacts[name], Body=base64.b64decode(body[field]), ContentType=ctype)
-    summary = {k: body.get(k) for k in RESULT_FIELDS} | {k: body[k] for k in REVIEW_FIELDS if k in body}
+    artifacts = {name: k for name, k in (body.get("artifacts") or {}).items()
+                 if name in keys.RESULT_FILES and k == keys.result_key(study_id, name)}  # only where we asked
+    summary = {k: body[k] for k in SUMMARY_FIELDS if k in body}
     artifacts["result.json"] = keys.result_key(study_id, "result.json")
     deps.s3.put_object(Bucket=bucket, Key=artifacts["result.json"], Body=json.dumps(summary).encode(),
                        ContentType="application/json")

@@ -2,7 +2,8 @@
 
 The artifact's code/ folder holds this file, the discscope package and its dependencies in lib/
 (vendored.py puts them on sys.path); there is no requirements.txt, so the container installs nothing.
-Requests follow DESIGN.md: JSON {"s3_uri": ...} or raw study bytes with their content type.
+Requests: JSON {"s3_uri": ..., "output_uri": ...} (artifacts written to S3, keys returned) or raw
+study bytes with their content type (artifacts inline).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 
 from discscope.errors import DiscScopeError
 from discscope.predictor import Predictor
-from discscope.serving import JSON, decode_request
+from discscope.serving import JSON, decode_request, deliver, output_location
 
 try:  # the SageMaker inference toolkit turns this into an HTTP status instead of a bare 500
     from sagemaker_inference.errors import GenericInferenceToolkitError as _ToolkitError
@@ -33,13 +34,17 @@ def model_fn(model_dir: str) -> Predictor:
 
 def input_fn(request_body: bytes, request_content_type: str):
     try:
-        return decode_request(request_body, request_content_type)
+        return decode_request(request_body, request_content_type), output_location(request_body, request_content_type)
     except DiscScopeError as exc:
         _raise(exc)
 
 
-def predict_fn(volume, predictor: Predictor) -> dict:
-    return predictor.result(volume)
+def predict_fn(request, predictor: Predictor) -> dict:
+    volume, output = request
+    try:
+        return deliver(predictor.result(volume), output)
+    except DiscScopeError as exc:
+        _raise(exc)
 
 
 def output_fn(prediction: dict, accept: str = JSON):

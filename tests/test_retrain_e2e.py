@@ -104,7 +104,7 @@ def test_a_better_candidate_is_registered_promoted_and_serves_the_next_study(unt
         write_case(tmp_path, "next", seed=400)
         nxt = client.analyze(tmp_path / "next.mha", timeout=120)
         assert nxt["model_version"] == result.candidate_version
-        feedback_from = {f["model_version"] for f in stack.store.list_recent(limit=10)[0] if f["status"] == "REVIEWED"}
+        feedback_from = {f["model_version"] for f in stack.store.list_recent("group:local-clinicians", limit=10)[0] if f["status"] == "REVIEWED"}
         assert feedback_from == {"untrained-classifier"}  # the records keep the version that produced them
     finally:
         stack.stop()

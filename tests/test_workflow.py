@@ -42,7 +42,7 @@ def run_study(aws: LocalAws, store: StudyStore, filename: str, data: bytes, time
     """Register the study (as the API does), upload it; the S3 event starts the workflow."""
     sid = keys.new_study_id()
     key = keys.upload_key(sid, filename)
-    store.create(sid, filename, key, "application/octet-stream", len(data))
+    store.create(sid, filename, key, "application/octet-stream", len(data), owner="client:test")
     boto3.client("s3").put_object(Bucket=aws.names.study_bucket, Key=key, Body=data)
     return _wait_status(store, sid, timeout=timeout)
 

@@ -1,24 +1,33 @@
 """Who is calling: the principal API Gateway authenticated, read from the proxy event's requestContext.
 
-Page users come through the Cognito user-pool authorizer (`requestContext.authorizer.claims`, every
-value a string); clinical systems through an API key (`requestContext.identity.apiKeyId`), a
-machine token (Cognito client credentials: claims with `client_id` and no user name) or IAM
-(`requestContext.identity.userArn`). The local gateway presents its named local user in the Cognito
-shape, so the same code reads it.
+Two kinds of callers reach the API Lambda, each through its own REST API:
+- people on the annotation page, through the Cognito user-pool authorizer (Web API): their
+  username and groups are in `requestContext.authorizer.claims` (every value a string);
+- clinical systems, through IAM authorization (Clinical API, SigV4-signed requests): their IAM
+  principal is in `requestContext.identity.userArn`.
+
+The local gateway presents the same shapes (devstack/gateway.py, devstack/local_auth.py), so this
+code runs unchanged there.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-ANONYMOUS = "anonymous"
+USER, CLIENT = "user", "client"
+_ASSUMED_ROLE = re.compile(r"^arn:(aws[\w-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
+
+
+class Unauthenticated(Exception):
+    """The event carries no principal that API Gateway authenticated (a wiring error, never a client's)."""
 
 
 @dataclass(frozen=True)
 class Caller:
-    id: str                  # stable principal: Cognito username / M2M client id / IAM ARN / local user name
+    id: str                  # stable principal: Cognito username / IAM ARN (the role, not the session) / local user name
     kind: str                # "user" | "client"
-    groups: tuple[str, ...]  # Cognito groups (page users); scopes/none for clients
+    groups: tuple[str, ...]  # Cognito groups (page users); none for clients
 
 
 def caller_from_event(event: dict) -> Caller:
@@ -26,15 +35,20 @@ def caller_from_event(event: dict) -> Caller:
     claims = (context.get("authorizer") or {}).get("claims") or {}
     username = claims.get("cognito:username") or claims.get("username")
     if username and claims.get("token_use", "id") in ("id", "access"):
-        return Caller(str(username), "user", _list_claim(claims.get("cognito:groups")))
-    if claims.get("client_id"):  # client-credentials access token: a machine, its scopes
-        return Caller(str(claims["client_id"]), "client", _list_claim(claims.get("scope"), sep=" "))
+        return Caller(str(username), USER, _list_claim(claims.get("cognito:groups")))
     identity = context.get("identity") or {}
     if identity.get("userArn"):
-        return Caller(str(identity["userArn"]), "client", ())
-    if identity.get("apiKeyId"):
-        return Caller(f"api-key:{identity['apiKeyId']}", "client", ())
-    return Caller(ANONYMOUS, "client", ())
+        return Caller(principal_arn(str(identity["userArn"])), CLIENT, ())
+    raise Unauthenticated("no authenticated principal in the request context")
+
+
+def principal_arn(arn: str) -> str:
+    """The role behind an assumed-role session ARN (sessions change, the role does not)."""
+    match = _ASSUMED_ROLE.match(arn)
+    if match:
+        partition, account, role = match.groups()
+        return f"arn:{partition}:iam::{account}:role/{role}"
+    return arn
 
 
 def display_name(event: dict) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 UPLOADED, PROCESSING, SUCCEEDED, FAILED, REVIEWED = "UPLOADED", "PROCESSING", "SUCCEEDED", "FAILED", "REVIEWED"
@@ -26,7 +26,7 @@ ALLOWED_FROM = {
     FAILED: (UPLOADED, PROCESSING, FAILED),
     REVIEWED: (SUCCEEDED, REVIEWED),
 }
-LIST_INDEX = "by_created"  # GSI: gsi1pk = "STUDY", gsi1sk = created_at#id
+LIST_INDEX = "by_created"  # GSI: gsi1pk = "OWNER#{owner}", gsi1sk = created_at#id: each owner's studies, newest first
 # What the worklist shows, sorts and filters on: the index projects only these (small reads, however
 # big the results). The summary fields (needs_review ... feedback_version) are kept on the study
 # record by Persist and by each saved review.
@@ -56,6 +56,10 @@ def _pk(study_id: str) -> str:
     return f"STUDY#{study_id}"
 
 
+def _owner_key(owner: str) -> str:
+    return f"OWNER#{owner}"
+
+
 def to_dynamo(value: Any) -> Any:
     """Floats become Decimals (DynamoDB has no float type)."""
     return json.loads(json.dumps(value), parse_float=Decimal)
@@ -80,18 +84,22 @@ class StudyStore:
         item = self.table.get_item(Key={"pk": _pk(study_id), "sk": "META"}, ConsistentRead=True).get("Item")
         return from_dynamo(_public(item)) if item else None
 
-    def list_recent(self, limit: int = 20, cursor: dict | None = None) -> tuple[list[dict], dict | None]:
-        kwargs = {"IndexName": LIST_INDEX, "KeyConditionExpression": Key("gsi1pk").eq("STUDY"),
+    def list_recent(self, owner: str, limit: int = 20, cursor: dict | None = None) -> tuple[list[dict], dict | None]:
+        """One owner's studies, newest first; `cursor` must come from a list of the same owner."""
+        if cursor is not None and cursor.get("gsi1pk") != _owner_key(owner):
+            raise ValueError("the cursor belongs to another list")
+        kwargs = {"IndexName": LIST_INDEX, "KeyConditionExpression": Key("gsi1pk").eq(_owner_key(owner)),
                   "ScanIndexForward": False, "Limit": limit}
         if cursor:
             kwargs["ExclusiveStartKey"] = cursor
         resp = self.table.query(**kwargs)
         return [_listed(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
 
-    def list_window(self, since: str | None = None, until: str | None = None, cap: int = 5000) -> tuple[list[dict], bool]:
-        """Every study created in [since, until] (ISO prefixes), newest first, at most `cap`; and
-        whether more were left out. The worklist sorts and filters this set."""
-        condition = Key("gsi1pk").eq("STUDY")
+    def list_window(self, owner: str, since: str | None = None, until: str | None = None,
+                    cap: int = 5000) -> tuple[list[dict], bool]:
+        """Every study of `owner` created in [since, until] (ISO prefixes), newest first, at most
+        `cap`; and whether more were left out. The worklist sorts and filters this set."""
+        condition = Key("gsi1pk").eq(_owner_key(owner))
         if since or until:
             condition &= Key("gsi1sk").between(since or "0", (until or "9") + "\uffff")
         kwargs = {"IndexName": LIST_INDEX, "KeyConditionExpression": condition, "ScanIndexForward": False}
@@ -103,6 +111,16 @@ class StudyStore:
                 return items, False
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return items, True
+
+    def unfinished(self) -> list[dict]:
+        """Every study still UPLOADED or PROCESSING, whoever owns it (a scan: for restarts of the local stack)."""
+        found, kwargs = [], {"FilterExpression": Attr("sk").eq("META") & Attr("status").is_in([UPLOADED, PROCESSING])}
+        while True:
+            resp = self.table.scan(**kwargs)
+            found += [from_dynamo(_public(i)) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return found
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def feedback(self, study_id: str) -> list[dict]:
         """The study's reviews, oldest first (each one a version)."""
@@ -119,11 +137,11 @@ class StudyStore:
         return items
 
     # -- writes --------------------------------------------------------------------------------
-    def create(self, study_id: str, filename: str, upload_key: str, content_type: str, size: int) -> dict:
+    def create(self, study_id: str, filename: str, upload_key: str, content_type: str, size: int, *, owner: str) -> dict:
         created = now_iso()
         item = {"pk": _pk(study_id), "sk": "META", "study_id": study_id, "status": UPLOADED, "filename": filename,
                 "upload_key": upload_key, "content_type": content_type, "size": size, "created_at": created,
-                "updated_at": created, "gsi1pk": "STUDY", "gsi1sk": f"{created}#{study_id}"}
+                "updated_at": created, "owner": owner, "gsi1pk": _owner_key(owner), "gsi1sk": f"{created}#{study_id}"}
         self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         return from_dynamo(_public(item))
 

@@ -142,7 +142,8 @@ def cmd_up(args) -> int:
     stack = LocalStack(args.model, None if args.ephemeral else Path(args.state), api_port=args.port,
                        endpoint_port=args.endpoint_port, settings=settings, user=args.user).start()
     print("DiscScope local stack is up:\n" + stack.describe(), flush=True)
-    print(f"\nanalyse a study:  discscope analyze FILE --api {stack.gateway.api_url} --api-key {stack.api_key}", flush=True)
+    print(f"\nanalyse a study:  discscope analyze FILE --api {stack.gateway.api_url}   (signed with the local client's keys)",
+          flush=True)
     print(f"retraining:       starts after {args.retrain_after} saved reviews, or now with `discscope retrain`"
           f" ({args.approval} approval)", flush=True)
     print("stop with Ctrl-C (data is kept in the state folder)", flush=True)
@@ -153,9 +154,21 @@ def cmd_up(args) -> int:
     return 0
 
 
-def _local_api_key() -> str | None:
-    path = REPO_ROOT / ".devstack" / "api_key"
-    return path.read_text().strip() if path.is_file() else None
+def _client(args):
+    """A SigV4-signing client: this environment's AWS credentials for a deployed API, the local
+    stack's clinical-system keys for the local one."""
+    from .client import ApiError, Client, region_of
+
+    if args.aws or region_of(args.api):
+        return Client.for_aws(args.api, timeout=args.timeout)
+    path = Path(args.state) / "client_credentials.json"
+    if not path.is_file():
+        raise ApiError(401, "NO_CREDENTIALS", f"no local client credentials in {path}: start the local stack (make up), "
+                                               "or pass --aws for a deployed API")
+    from botocore.credentials import Credentials
+
+    keys = json.loads(path.read_text())
+    return Client(args.api, credentials=Credentials(keys["access_key_id"], keys["secret_access_key"]))
 
 
 def print_study(study: dict) -> None:
@@ -180,12 +193,11 @@ def status_printer():
 
 
 def cmd_analyze(args) -> int:
-    from .client import ApiError, Client
+    from .client import ApiError
 
-    client = Client(args.api, args.api_key or os.environ.get("DISCSCOPE_API_KEY") or _local_api_key())
     print(f"analysing {args.file} via {args.api}", file=sys.stderr)
     try:
-        study = client.analyze(args.file, timeout=args.timeout, on_status=status_printer())
+        study = _client(args).analyze(args.file, timeout=args.timeout, on_status=status_printer())
     except ApiError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return 2
@@ -287,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="send a study through the REST API and wait for the result")
     p.add_argument("file")
     p.add_argument("--api", default=os.environ.get("DISCSCOPE_API_URL", "http://127.0.0.1:8000/api"))
-    p.add_argument("--api-key", help="default: $DISCSCOPE_API_KEY, else the local stack's key")
+    p.add_argument("--aws", action="store_true",
+                   help="sign with this environment's AWS credentials (implied by an execute-api URL)")
+    p.add_argument("--state", default=str(REPO_ROOT / ".devstack"), help="the local stack's state folder (its client keys)")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)

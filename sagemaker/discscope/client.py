@@ -1,9 +1,17 @@
-"""The clinical-system client of the REST API: standard library only, same code for local and AWS."""
+"""The clinical-system client of the REST API: the same code for the local stack and AWS.
+
+Requests are signed with SigV4 (service `execute-api`) when the client has AWS credentials: that is
+how a clinical system authenticates to the Clinical API (IAM authorization), with its role's or
+user's credentials, and to the local stack with the stack's local client credentials. Without
+credentials it sends the local page key (`x-api-key`), which the local stack accepts as a
+signed-in person.
+"""
 
 from __future__ import annotations
 
 import json
 import mimetypes
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -11,6 +19,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REVIEWED")
 
@@ -44,18 +53,49 @@ def multipart(fields: dict[str, str], filename: str, data: bytes, content_type: 
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def region_of(api_url: str) -> str | None:
+    """The region in an execute-api URL (https://ID.execute-api.REGION.amazonaws.com/STAGE)."""
+    match = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", api_url)
+    return match.group(1) if match else None
+
+
 @dataclass
 class Client:
     api_url: str
     api_key: str | None = None
     timeout: float = 60.0
+    credentials: Any = None  # botocore Credentials: requests are SigV4-signed
+    region: str = "us-east-1"
+
+    @classmethod
+    def for_aws(cls, api_url: str, timeout: float = 60.0) -> "Client":
+        """Signed with this environment's AWS credentials (profile, role, variables)."""
+        import boto3
+
+        session = boto3.Session()
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ApiError(401, "NO_CREDENTIALS", "no AWS credentials found (set a profile, role or AWS_* variables)")
+        return cls(api_url, timeout=timeout, credentials=credentials.get_frozen_credentials(),
+                   region=region_of(api_url) or session.region_name or "us-east-1")
+
+    def _headers(self, method: str, url: str, data: bytes | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.credentials is None:
+            if self.api_key:
+                headers["x-api-key"] = self.api_key
+            return headers
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        request = AWSRequest(method=method, url=url, data=data or b"", headers=headers)
+        SigV4Auth(self.credentials, "execute-api", self.region).add_auth(request)
+        return dict(request.headers.items())
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["x-api-key"] = self.api_key
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.api_url.rstrip("/") + path, data=data, headers=headers, method=method)
+        url = self.api_url.rstrip("/") + path
+        req = urllib.request.Request(url, data=data, headers=self._headers(method, url, data), method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"{}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from .errors import DiscScopeError, InputError
 from .io import DEFAULT_LIMITS, Limits
 from .predictor import Predictor
-from .serving import decode_request
+from .serving import decode_request, deliver, output_location
 
 log = logging.getLogger("discscope.server")
 _ENDPOINT_ROUTE = re.compile(r"^/endpoints/([A-Za-z0-9-]{1,63})/invocations$")
@@ -49,10 +49,12 @@ class ModelHost:
         return new.version
 
     def invoke(self, body: bytes, content_type: str | None, custom_attributes: str | None = None) -> dict:
+        output = output_location(body, content_type)
         volume = decode_request(body, content_type, custom_attributes, limits=self.limits)
         predictor = self._predictor  # one model version for the whole request, even mid-swap
         with self._infer_lock:
-            return predictor.result(volume)
+            result = predictor.result(volume)
+        return deliver(result, output)
 
 
 def make_handler(host: ModelHost):
