@@ -54,9 +54,12 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
                     "analysis artifacts: objects under results/ of the study bucket, keyed by study id at run time"),
         "feedback": (bucket("studies", "feedback/*"),
                      "YOLO feedback files under feedback/ of the study bucket, one per reviewed study"),
-        "models": (bucket("models", "*"),
-                   "model artifacts in the model bucket: the baseline and every trained candidate (paths made by "
-                   "SageMaker training jobs) are read by reference from model packages"),
+        "models": (bucket("models", "models/*"),
+                   "model artifacts under models/ of the model bucket: the baseline and every trained candidate (paths "
+                   "made by SageMaker training jobs), read by reference from model packages; not data-capture/ or code/"),
+        "results_write": (bucket("studies", "results/*"),
+                          "the endpoint writes each study's pictures and mask under results/<study id>/ (the Infer step "
+                          "names the prefix per study at run time)"),
     }
     x_ray = ("Resource::*", "xray:PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level "
                             "permissions; nothing else in this policy uses *")
@@ -74,7 +77,8 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
         if not settings.reserved_concurrency:
             ack(fn, f"{HIPAA}LambdaConcurrency", "no reserved concurrency by default: new accounts have a quota of 10 and "
                                                  "reservations must leave 10 unreserved, so the deploy would fail there; "
-                                                 "load is bounded by API Gateway throttling/quotas; set -c reserved_concurrency=N")
+                                                 "load is bounded by API Gateway stage throttling and the WAF rate rule; "
+                                                 "set -c reserved_concurrency=N")
         iam5(fn.role, dict([x_ray]))
     for fn in [*wf.functions.values(), api_web.api_function]:
         if fn is wf.functions["lambdas.ingest.handler"]:
@@ -91,7 +95,6 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
         f"Resource::{SM}:pipeline/discscope-retrain/execution/*":
             "DescribePipelineExecution of this pipeline's own executions (ids are made by SageMaker)"})
     iam5(mlops.deploy_model.role, {
-        objects["models"][0]: objects["models"][1],
         f"Resource::{SM}:model-package/discscope/*": "versions of the one model package group 'discscope'",
         f"Resource::{SM}:model/discscope-*": "Models the deploy function names discscope-<version>-<hash>",
         f"Resource::{SM}:endpoint-config/discscope-*": "EndpointConfigs the deploy function names discscope-<version>-<hash>",
@@ -111,13 +114,20 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
     sm_logs = (f"Resource::arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/*",
                "SageMaker containers write to log groups named by SageMaker under /aws/sagemaker/")
     star = ("Resource::*", "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited by the cloudwatch:namespace "
-                           "condition to /aws/sagemaker/*) have no resource-level permissions")
-    iam5(inference.execution_role, dict([ecr, sm_logs, star, objects["uploads"], objects["models"], (
-        bucket("models", "data-capture/*"), "endpoint data capture files under data-capture/ (names made by SageMaker)")]))
+                           "condition to /aws/sagemaker/*) have no resource-level permissions"
+            + ("; nor have the ec2:Describe* calls SageMaker makes to place network interfaces in the configured VPC"
+               if settings.vpc else ""))
+    iam5(inference.execution_role, dict([ecr, sm_logs, star, objects["uploads"], objects["models"], objects["results_write"], (
+        bucket("models", "data-capture/*"), "endpoint data capture files under data-capture/ (names made by SageMaker)")]
+        + _vpc_reasons(settings)))
     iam5(mlops.pipeline_role, dict([ecr, sm_logs, star, objects["uploads"], objects["results"], objects["feedback"]] + [
         (bucket("models", f"{p}/*"), f"pipeline {what} under {p}/ of the model bucket")
         for p, what in (("code", "code"), ("datasets", "training and evaluation data"),
-                        ("models", "production model"), ("pipeline", "run outputs (paths made per execution)"))] + [
+                        ("models", "models: production (read), candidates and their evaluations (written per execution)"),
+                        ("models/candidates", "trained candidates (SageMaker names the job folders)"),
+                        ("models/evaluations", "evaluation reports, one folder per execution"),
+                        ("pipeline", "working data of a run (feedback samples, paths made per execution)"))]
+        + _vpc_reasons(settings) + [
         (f"Resource::{SM}:processing-job/pipelines-*", "processing jobs the pipeline starts (SageMaker names them pipelines-*)"),
         (f"Resource::{SM}:training-job/pipelines-*", "training jobs the pipeline starts (SageMaker names them pipelines-*)"),
         (f"Resource::{SM}:model-package/discscope/*", "RegisterModel creates versions in the one group 'discscope'"),
@@ -126,7 +136,7 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
          for kind in ("experiment", "experiment-trial", "experiment-trial-component", "action", "artifact", "context")]))
 
     # --- inline policies, managed policies --------------------------------------------------------
-    for stack in stacks.values():
+    for stack in (s for s in stacks.values() if s is not stacks["storage"]):  # storage has no role policies
         ack(stack, f"{HIPAA}IAMNoInlinePolicy", "CDK writes each role's statements as a policy attached to that one "
                                                  "role only (AWS::IAM::Policy); a customer-managed policy would hold the "
                                                  "same least-privilege statements but outlive and be shareable beyond the role")
@@ -138,26 +148,39 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
         f"{AWS}IAM4[Policy::arn:{PARTITION}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
         "AWS Backup's service role for the backup selection of the study table; AWS's documented policy for it")
 
-    # --- CDK's own singleton handlers (BucketDeployment, S3 notifications) ---------------------------
+    iam5(api_web.client_policy, {
+        f"Resource::arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT}:<{_logical(api_web.clinical_api)}>/v1/*/*":
+            "execute-api:Invoke on every method and path of the clinical API's v1 stage: those routes are the API a "
+            "clinical system uses; the Lambda scopes each call to the caller's own studies"})
+
+    # --- CDK's own singleton handlers (BucketDeployment, S3 notifications, AwsCustomResource) ---------
     for stack in stacks.values():
         for child in stack.node.children:
             cid = child.node.id
             if cid.startswith("Custom::CDKBucketDeployment"):
                 _bucket_deployment(child, settings, stack)
             elif cid.startswith("BucketNotificationsHandler"):
-                _cdk_handler(child, "the S3 -> ingest notification")
-                iam5(child, {"Resource::*": "s3:PutBucketNotification has no narrower resource in CDK's notification handler"})
+                _cdk_handler(child, "the S3 -> ingest notification", old_runtime=False, hipaa=False)
+            elif cid.startswith("AWS679f53fac002430cb0da5b7982bd2287"):  # AwsCustomResource's handler
+                _cdk_handler(child, "the study bucket's CORS rule (one s3:PutBucketCORS call on that bucket)", old_runtime=False)
 
     # --- data stores -------------------------------------------------------------------------------
-    for b in (storage.study_bucket, storage.model_bucket, storage.access_logs, api_web.web_bucket, api_web.cdn_logs):
+    audit_buckets = [storage.audit.bucket] if storage.audit else []
+    for b in (storage.study_bucket, storage.model_bucket, storage.access_logs, api_web.web_bucket, api_web.cdn_logs,
+              api_web.access_logs, *audit_buckets):
         ack(b, f"{HIPAA}S3BucketReplicationEnabled", "single-region deployment: versioning, retained buckets and "
                                                       "AWS Backup cover recovery; cross-region replication needs a second "
                                                       "region's bucket and key, a disaster-recovery decision left to the deployer")
-    ack(storage.access_logs, f"{HIPAA}S3DefaultEncryptionKMS", "S3 server access logs can only be delivered to a "
-                                                                "bucket with SSE-S3 (SSE-KMS destinations are not supported)")
+    for logs_bucket in (storage.access_logs, api_web.access_logs):
+        ack(logs_bucket, f"{HIPAA}S3DefaultEncryptionKMS", "S3 server access logs can only be delivered to a bucket "
+                                                           "with SSE-S3 (SSE-KMS destinations are not supported)")
     ack(api_web.cdn_logs, f"{HIPAA}S3DefaultEncryptionKMS", "CloudFront standard logs (request metadata, no study "
                                                              "data) go to an ACL-enabled SSE-S3 bucket, as CloudFront's "
                                                              "log delivery requires without a KMS key policy for it")
+    if storage.audit:
+        ack(storage.audit.trail, f"{HIPAA}CloudTrailCloudWatchLogsEnabled",
+            "the trail delivers to its own KMS-encrypted, versioned bucket that is never deleted with the stack and "
+            "keeps files for audit_retention_days, with log file validation; CloudWatch Logs would hold a second copy")
     ack(storage.idempotency_table, f"{HIPAA}DynamoDBInBackupPlan", "idempotency records of S3 events expire by TTL "
                                                                     "after 24 h; nothing in it needs restoring (PITR is on)")
 
@@ -170,39 +193,46 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
     # --- API Gateway, CloudFront -------------------------------------------------------------------
     for api in (api_web.clinical_api, api_web.web_api):
         stage = api.deployment_stage
-        ack(stage, f"{AWS}APIG3", "no WAF web ACL by default (about $5/month plus $1/rule): every method needs an "
-                                  "API key with a usage-plan quota or a Cognito token, and stages throttle")
         ack(stage, f"{HIPAA}APIGWCacheEnabledAndEncrypted", "responses carry per-user presigned URLs and live "
                                                              "study status that must not be cached")
         ack(stage, f"{HIPAA}APIGWSSLEnabled", "client certificates authenticate API Gateway to HTTP backends; the "
                                               "only backend is a Lambda proxy integration (IAM-invoked)")
     for method in api_web.clinical_api.methods:
-        ack(method, f"{AWS}APIG4", "clinical systems authenticate with an API key of the usage plan (throttle + "
-                                   "quota); people use the Cognito-protected Web API")
-        ack(method, f"{AWS}COG4", "the clinical API is for machines with API keys, not Cognito users; the Web API "
-                                  "has the Cognito authorizer")
+        ack(method, f"{AWS}COG4", "clinical systems are machines: every clinical API method uses IAM authorization "
+                                  "(SigV4 with the system's role); Cognito user pools are for people, on the Web API")
     cdn = api_web.distribution
     ack(cdn, f"{AWS}CFR1", "no geo restriction: clinicians may work from anywhere; access needs a Cognito login")
-    ack(cdn, f"{AWS}CFR2", "no WAF web ACL by default (cost); the page is static and its /api behaviour needs a "
-                           "Cognito token at API Gateway")
-    ack(cdn, f"{AWS}CFR4", "the default *.cloudfront.net certificate fixes the viewer TLS policy; a custom domain "
-                           "with an ACM certificate would set TLSv1.2_2021")
+    if not settings.domain_name:
+        ack(cdn, f"{AWS}CFR4", "no custom domain configured: on the default *.cloudfront.net certificate CloudFront "
+                               "lets viewers negotiate TLSv1; production sets domain_name and certificate_arn, which "
+                               "selects TLSv1.2_2021 (README, custom domain)")
 
 
-def _cdk_handler(handler, what: str) -> None:
+def _vpc_reasons(settings) -> list[tuple[str, str]]:
+    """The VPC statements (common.vpc_statements) exist only when a VPC is configured."""
+    if not settings.vpc:
+        return []
+    return [(f"Resource::arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:network-interface/*",
+             "the network interfaces SageMaker creates in the configured subnets (ids made by EC2)")]
+
+
+def _cdk_handler(handler, what: str, old_runtime: bool = True, hipaa: bool = True) -> None:
+    """aws-cdk-lib's own Lambda handlers: what cdk-nag finds on each (a test checks that every
+    acknowledgement here suppresses a finding)."""
     ack(handler, f"{AWS}IAM4[Policy::arn:{PARTITION}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
         f"aws-cdk-lib's own handler for {what}: its role comes with the basic execution policy")
-    ack(handler, f"{AWS}L1", f"aws-cdk-lib chooses the runtime of its handler for {what}")
-    for rule, reason in (("LambdaConcurrency", "deploy-time custom resource, invoked only by CloudFormation"),
-                         ("LambdaDLQ", "invoked synchronously by CloudFormation, which reports its failures"),
-                         ("LambdaInsideVPC", "deploy-time custom resource calling only S3/CloudFront APIs")):
-        ack(handler, f"{HIPAA}{rule}", reason)
+    if old_runtime:
+        ack(handler, f"{AWS}L1", f"aws-cdk-lib chooses the runtime of its handler for {what}")
+    if hipaa:
+        for rule, reason in (("LambdaConcurrency", "deploy-time custom resource, invoked only by CloudFormation"),
+                             ("LambdaDLQ", "invoked synchronously by CloudFormation, which reports its failures"),
+                             ("LambdaInsideVPC", "deploy-time custom resource calling only S3/CloudFront APIs")):
+            ack(handler, f"{HIPAA}{rule}", reason)
 
 
 def _bucket_deployment(handler, settings, stack: core.Stack) -> None:
     _cdk_handler(handler, "BucketDeployment")
     reasons = {
-        "Resource::*": "aws-cdk-lib's BucketDeployment handler policy (CloudFront invalidation has no resource-level permission)",
         f"Resource::arn:{PARTITION}:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/*": "reads the deployment's source assets from the CDK bootstrap bucket",
         "Action::s3:GetObject*": "aws-cdk-lib's BucketDeployment grant (read source assets)",
         "Action::s3:GetBucket*": "aws-cdk-lib's BucketDeployment grant (read source assets)",
@@ -211,9 +241,13 @@ def _bucket_deployment(handler, settings, stack: core.Stack) -> None:
         "Action::s3:Abort*": "aws-cdk-lib's BucketDeployment grant (abort failed multipart copies)",
         "Action::kms:GenerateDataKey*": "aws-cdk-lib's BucketDeployment grant (write to the KMS-encrypted destination)",
         "Action::kms:ReEncrypt*": "aws-cdk-lib's BucketDeployment grant (write to the KMS-encrypted destination)",
-        f"Resource::arn:{PARTITION}:s3:::{settings.name_prefix}-models-{ACCOUNT}-{REGION}/*":
-            "writes the baseline model / pipeline code under its prefix of the model bucket",
     }
-    if stack.node.try_find_child("Web") is not None:
-        reasons[f"Resource::<{_logical(stack.node.find_child('Web'))}.Arn>/*"] = "writes the web page files to its bucket"
+    web = stack.node.try_find_child("Web")
+    if web is not None:  # the page: its bucket, and the CloudFront invalidation after each deployment
+        reasons[f"Resource::<{_logical(web)}.Arn>/*"] = "writes the web page files to its bucket"
+        reasons["Resource::*"] = ("aws-cdk-lib's BucketDeployment handler invalidates the distribution's cache after "
+                                  "a deployment; cloudfront:CreateInvalidation has no resource-level permission there")
+    else:  # the baseline model (inference) or the pipeline code (mlops)
+        reasons[f"Resource::arn:{PARTITION}:s3:::{settings.name_prefix}-models-{ACCOUNT}-{REGION}/*"] = \
+            "writes the baseline model / pipeline code under its prefix of the model bucket"
     iam5(handler, reasons)

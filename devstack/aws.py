@@ -121,6 +121,7 @@ class LocalAws:
             "MODEL_BUCKET": self.names.model_bucket, "MODEL_PACKAGE_GROUP": self.names.package_group,
             "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/discscope-local",
             "ENDPOINT_INSTANCE_TYPE": "ml.g4dn.xlarge",  # moto's instance-type list predates ml.g5
+            "ENDPOINT_READ_TIMEOUT_S": "600",  # the local endpoint is a CPU that takes one study at a time
             # locally a candidate that passed the check is deployed at once unless asked otherwise
             "RETRAIN_APPROVAL": os.environ.get("RETRAIN_APPROVAL", "auto"),
             "RETRAIN_MIN_FEEDBACK": os.environ.get("RETRAIN_MIN_FEEDBACK", "20"),

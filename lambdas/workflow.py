@@ -66,8 +66,9 @@ class Deps:
 @lru_cache(maxsize=1)
 def default_deps() -> Deps:
     settings = Settings.from_env()
-    # The endpoint may take a while on a large study; no SDK retries: the state machine retries.
-    runtime = boto3.client("sagemaker-runtime", config=Config(read_timeout=600, retries={"max_attempts": 1}))
+    # SageMaker ends an invocation at 60 s; no SDK retries: the state machine retries.
+    runtime = boto3.client("sagemaker-runtime", config=Config(read_timeout=settings.endpoint_read_timeout_s,
+                                                              retries={"max_attempts": 1}))
     table = boto3.resource("dynamodb").Table(settings.table_name)
     return Deps(boto3.client("s3"), runtime, StudyStore(table), settings)
 

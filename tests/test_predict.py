@@ -6,6 +6,7 @@ import importlib.util
 import json
 import tarfile
 
+import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -80,14 +81,16 @@ def test_real_volume_levels(predictor, real_data):
         assert dice(pred.labels == value, truth == value) > 0.75, value
 
 
-def test_sagemaker_entry_points(baseline_model, phantom_dir):
+def test_sagemaker_entry_points(baseline_model, phantom_dir, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "sagemaker"))  # the container imports code/ (vendored.py) the same way
     spec = importlib.util.spec_from_file_location("sm_inference", REPO / "sagemaker" / "inference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.model_fn(str(baseline_model))
-    volume = module.input_fn(find_cases([phantom_dir])[0].image_path.read_bytes(), "application/octet-stream")
-    body, ctype = module.output_fn(module.predict_fn(volume, model), "application/json")
+    request = module.input_fn(find_cases([phantom_dir])[0].image_path.read_bytes(), "application/octet-stream")
+    body, ctype = module.output_fn(module.predict_fn(request, model), "application/json")
     assert ctype == "application/json" and len(json.loads(body)["discs"]) >= 5
+    assert json.loads(body)["overlay_png"]  # raw bytes in: artifacts inline
     with pytest.raises(Exception) as ei:
         module.input_fn(b"hello", "application/octet-stream")
     assert "NOT_AN_IMAGE" in str(getattr(ei.value, "code", "")) + str(ei.value)
@@ -97,10 +100,20 @@ def test_packed_artifact_layout_and_loading(tmp_path, baseline_model, phantom_di
     tar_path = pack(baseline_model, tmp_path / "model.tar.gz")
     with tarfile.open(tar_path) as tar:
         names = set(tar.getnames())
-    assert {"model.pt", "metadata.json", "code/inference.py", "code/discscope/__init__.py",
-            "code/requirements.txt"} <= names
+    assert {"model.pt", "metadata.json", "code/inference.py", "code/vendored.py", "code/discscope/__init__.py"} <= names
+    assert "code/requirements.txt" not in names  # SageMaker's serving container would pip-install it at start
     assert not any("__pycache__" in n for n in names)
     packed = Predictor(tar_path)
     assert packed.version == Predictor(baseline_model).version
     meta = json.loads((baseline_model / "metadata.json").read_text())
     assert {"version", "data_hash", "metrics", "calibration"} <= set(meta)
+
+
+def test_resize_stack_takes_more_slices_than_opencv_has_channels():
+    """OpenCV 5 resizes at most 128 channels at once; a 300-slice study must still resample."""
+    from discscope.preprocess import resize_stack
+
+    stack = np.random.default_rng(0).random((300, 40, 30), dtype=np.float32)
+    out = resize_stack(stack, 20, 15)
+    assert out.shape == (300, 20, 15)
+    assert np.allclose(out[299], cv2.resize(stack[299], (15, 20), interpolation=cv2.INTER_LINEAR))

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -56,12 +59,21 @@ class Settings:
     alarm_email: str = ""
     api_rate_limit: float = 10
     api_burst_limit: int = 20
-    api_quota_per_day: int = 10000
     web_rate_limit: float = 20
     web_burst_limit: int = 40
+    waf_rate_limit: int = 1000  # requests per 5 minutes from one IP address, at each web ACL
     auth_domain_prefix: str = ""
     extra_callback_urls: tuple = ()
-    cors_origins: tuple = ("https://*.cloudfront.net",)
+    # a custom domain for the page (production): ACM certificate in us-east-1, TLSv1.2_2021
+    domain_name: str = ""
+    certificate_arn: str = ""
+    cloudfront_web_acl_arn: str = ""  # an existing CLOUDFRONT-scope web ACL (outside us-east-1)
+    # audit trail: "create" (a trail of this deployment) or "organization" (an organisation trail covers it)
+    audit_trail: str = "create"
+    audit_retention_days: int = 2192  # six years
+    # optional VPC for the SageMaker jobs and endpoint (private subnets with an S3 gateway endpoint)
+    sagemaker_subnets: tuple = ()
+    sagemaker_security_groups: tuple = ()
     reserved_concurrency: int = 0
     max_upload_bytes: int = 512 * 1024**2
     name_prefix: str = "discscope"
@@ -103,15 +115,21 @@ class Settings:
             alarm_email=text("alarm_email", ""),
             api_rate_limit=number("api_rate_limit", cls.api_rate_limit, float),
             api_burst_limit=number("api_burst_limit", cls.api_burst_limit),
-            api_quota_per_day=number("api_quota_per_day", cls.api_quota_per_day),
             web_rate_limit=number("web_rate_limit", cls.web_rate_limit, float),
             web_burst_limit=number("web_burst_limit", cls.web_burst_limit),
+            waf_rate_limit=number("waf_rate_limit", cls.waf_rate_limit),
             auth_domain_prefix=text("auth_domain_prefix", ""),
             extra_callback_urls=words("extra_callback_urls", ()),
-            cors_origins=words("cors_origins", cls.cors_origins),
+            domain_name=text("domain_name", ""),
+            certificate_arn=text("certificate_arn", ""),
+            cloudfront_web_acl_arn=text("cloudfront_web_acl_arn", ""),
+            audit_trail=text("audit_trail", cls.audit_trail),
+            audit_retention_days=number("audit_retention_days", cls.audit_retention_days),
+            sagemaker_subnets=words("sagemaker_subnets", ()),
+            sagemaker_security_groups=words("sagemaker_security_groups", ()),
             reserved_concurrency=number("reserved_concurrency", 0),
             name_prefix=text("name_prefix", cls.name_prefix),
-        )
+        ).validate()
 
     def bucket_name(self, kind: str) -> str:
         """Study and model buckets have names made of pseudo parameters only, so other stacks (and
@@ -133,14 +151,42 @@ class Settings:
         family = self.instance_type.split(".")[1] if self.instance_type.count(".") >= 2 else ""
         return family not in LOCAL_STORAGE_FAMILIES
 
+    def validate(self) -> "Settings":
+        if self.audit_trail not in ("create", "organization"):
+            raise ValueError(f"audit_trail is 'create' or 'organization', not {self.audit_trail!r}")
+        if self.audit_retention_days < 2192:
+            raise ValueError("audit_retention_days must be at least 2192 (six years)")
+        if bool(self.domain_name) != bool(self.certificate_arn):
+            raise ValueError("domain_name and certificate_arn go together (an ACM certificate in us-east-1)")
+        if bool(self.sagemaker_subnets) != bool(self.sagemaker_security_groups):
+            raise ValueError("sagemaker_subnets and sagemaker_security_groups go together")
+        return self
+
+    @property
+    def vpc(self) -> bool:
+        return bool(self.sagemaker_subnets)
+
+    @property
+    def web_origins(self) -> tuple[str, ...]:
+        return (f"https://{self.domain_name}",) if self.domain_name else ()
+
     @property
     def removal_policy(self) -> cdk.RemovalPolicy:
         return cdk.RemovalPolicy.RETAIN if self.retain_data else cdk.RemovalPolicy.DESTROY
 
     @property
     def retention(self) -> logs.RetentionDays:
-        days = min((d for d in _RETENTION if d >= self.log_retention_days), default=3653)
-        return getattr(logs.RetentionDays, _RETENTION[days])
+        return _retention(self.log_retention_days)
+
+    @property
+    def audit_retention(self) -> logs.RetentionDays:
+        return _retention(self.audit_retention_days)
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch Logs retention that keeps `days`."""
+    chosen = min((d for d in _RETENTION if d >= days), default=3653)
+    return getattr(logs.RetentionDays, _RETENTION[chosen])
 
 
 _RETENTION = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
@@ -203,6 +249,20 @@ class Functions:
         return fn
 
 
+def access_log_bucket(scope: Construct, cid: str, settings: Settings, removal: cdk.RemovalPolicy) -> s3.Bucket:
+    """Target of S3 server access logs: SSE-S3 (SSE-KMS targets are not supported). One per stack, so
+    CDK's log-delivery statements name their source buckets (aws:SourceArn) and account."""
+    return s3.Bucket(
+        scope, cid, encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL, versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=removal,
+        lifecycle_rules=[
+            s3.LifecycleRule(id="expire-access-logs", expiration=cdk.Duration.days(max(settings.log_retention_days, 1)),
+                             noncurrent_version_expiration=cdk.Duration.days(30)),
+            s3.LifecycleRule(id="abort-multipart", abort_incomplete_multipart_upload_after=cdk.Duration.days(1)),
+        ])
+
+
 def log_group(scope: Construct, cid: str, settings: Settings, key: kms.IKey) -> logs.LogGroup:
     return logs.LogGroup(scope, cid, retention=settings.retention, encryption_key=key,
                          removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -211,3 +271,47 @@ def log_group(scope: Construct, cid: str, settings: Settings, key: kms.IKey) -> 
 def dead_letter_queue(scope: Construct, cid: str, key: kms.IKey) -> sqs.Queue:
     return sqs.Queue(scope, cid, encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
                      enforce_ssl=True, retention_period=cdk.Duration.days(14))
+
+
+# --- alarms ------------------------------------------------------------------------------------
+
+
+def alarm_on(scope: Construct, cid: str, metric: cloudwatch.IMetric, description: str, topic: sns.ITopic,
+             threshold: float = 1, periods: int = 1) -> cloudwatch.Alarm:
+    """An alarm that notifies the operators' topic when `metric` reaches `threshold`."""
+    alarm = cloudwatch.Alarm(scope, cid, metric=metric, threshold=threshold, evaluation_periods=periods,
+                             datapoints_to_alarm=periods, alarm_description=description,
+                             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+    alarm.add_alarm_action(cw_actions.SnsAction(topic))
+    return alarm
+
+
+def function_errors_alarm(scope: Construct, fn: lambda_.Function, topic: sns.ITopic) -> cloudwatch.Alarm:
+    return alarm_on(scope, f"{fn.node.id}Errors", fn.metric_errors(period=cdk.Duration.minutes(5), statistic="Sum"),
+                    f"{fn.node.id}: the function raised (an unhandled error or a timeout)", topic)
+
+
+def queue_depth_alarm(scope: Construct, queue: sqs.IQueue, what: str, topic: sns.ITopic) -> cloudwatch.Alarm:
+    return alarm_on(scope, f"{queue.node.id}Depth", queue.metric_approximate_number_of_messages_visible(
+        period=cdk.Duration.minutes(5), statistic="Maximum"), f"{what}: events that failed every retry wait here", topic)
+
+
+# --- SageMaker in a VPC ---------------------------------------------------------------------------
+
+
+def vpc_statements(settings: Settings) -> list[iam.PolicyStatement]:
+    """What SageMaker needs, as the job's or model's role, to place network interfaces in the subnets
+    (only when a VPC is configured). The Describe calls have no resource-level permissions."""
+    if not settings.vpc:
+        return []
+    region, account, partition = cdk.Aws.REGION, cdk.Aws.ACCOUNT_ID, cdk.Aws.PARTITION
+    return [
+        allow(["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
+               "ec2:DescribeSecurityGroups"], ["*"]),
+        allow(["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+               "ec2:DeleteNetworkInterfacePermission"],
+              [f"arn:{partition}:ec2:{region}:{account}:network-interface/*"]
+              + [f"arn:{partition}:ec2:{region}:{account}:subnet/{s}" for s in settings.sagemaker_subnets]
+              + [f"arn:{partition}:ec2:{region}:{account}:security-group/{g}" for g in settings.sagemaker_security_groups]),
+    ]

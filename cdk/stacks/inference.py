@@ -18,23 +18,27 @@ from constructs import Construct
 
 from cdk.bundling import model_artifact
 
-from .common import DLC_ACCOUNT, Settings, allow, kms_use, log_group
+from .common import DLC_ACCOUNT, Settings, allow, kms_use, log_group, vpc_statements
 from .storage import StorageStack
 
 PRODUCTION_PREFIX = "models/production/"
+MODELS_PREFIX = "models/"  # the baseline, trained candidates and their evaluations (never expired)
 DATA_CAPTURE_PREFIX = "data-capture/"
 VARIANT = "AllTraffic"
 
 
 def execution_role_statements(stack: cdk.Stack, settings: Settings, storage: StorageStack) -> list[iam.PolicyStatement]:
-    """What a DiscScope model container needs: its artifact, the study objects it reads by S3 URI,
-    the Deep Learning Container images, its logs, and the data key for all of them."""
+    """What a DiscScope model container needs: its artifact (models/ only: never the captured
+    requests), the study it reads by S3 URI, the results it writes, data capture, the Deep Learning
+    Container images, its logs, the data key for all of them, and the VPC when there is one."""
     return [
-        allow(["s3:GetObject"], [settings.object_arn("models", "*")]),
+        allow(["s3:GetObject"], [settings.object_arn("models", f"{MODELS_PREFIX}*")]),
         allow(["s3:GetObject"], [settings.object_arn("studies", "uploads/*")]),
+        allow(["s3:PutObject"], [settings.object_arn("studies", "results/*")]),
         allow(["s3:PutObject"], [settings.object_arn("models", f"{DATA_CAPTURE_PREFIX}*")]),
         kms_use(storage.data_key, "s3"),
         *container_statements(stack),
+        *vpc_statements(settings),
     ]
 
 
@@ -65,9 +69,9 @@ class InferenceStack(cdk.Stack):
             self.execution_role.add_to_policy(statement)
 
         baseline = s3deploy.BucketDeployment(
-            self, "BaselineModel", sources=[s3deploy.Source.asset(str(model_artifact()))],
+            self, "BaselineModel", sources=[s3deploy.Source.asset(str(model_artifact(install=settings.bundle)))],
             destination_bucket=model_bucket, destination_key_prefix=PRODUCTION_PREFIX,
-            prune=False, retain_on_delete=True, memory_limit=1024,
+            prune=False, retain_on_delete=True, memory_limit=2048, ephemeral_storage_size=cdk.Size.gibibytes(2),
             log_group=log_group(self, "BaselineModelLogs", settings, storage.logs_key))
         self.model_data_url = f"s3://{model_bucket.bucket_name}/{PRODUCTION_PREFIX}model.tar.gz"
 
@@ -76,11 +80,12 @@ class InferenceStack(cdk.Stack):
             self, "BaselineModelResource", execution_role_arn=self.execution_role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image, model_data_url=self.model_data_url, mode="SingleModel",
+                # code/ has no requirements.txt (nothing is installed at start): its lib/ is vendored
                 environment={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": self.region,
-                             # large studies: allow a long first call and big responses
-                             "SAGEMAKER_MODEL_SERVER_TIMEOUT": "600", "TS_MAX_RESPONSE_SIZE": "104857600",
-                             "TS_MAX_REQUEST_SIZE": "104857600"}))
+                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": self.region}),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                subnets=list(settings.sagemaker_subnets), security_group_ids=list(settings.sagemaker_security_groups))
+            if settings.vpc else None)
         model.node.add_dependency(baseline)
         model.node.add_dependency(self.execution_role)
 

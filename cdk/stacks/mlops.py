@@ -25,37 +25,51 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_sagemaker as sagemaker
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.bundling import SAGEMAKER, pipeline_code
 
-from .common import Functions, Settings, allow, kms_use, log_group
+from .common import Functions, Settings, allow, function_errors_alarm, kms_use, log_group, queue_depth_alarm, vpc_statements
 from .inference import VARIANT, InferenceStack, container_statements
 from .storage import StorageStack
 from .workflow import common_environment, table_statement
 
 PIPELINE_DEFINITION = SAGEMAKER / "pipeline_definition.json"
 PLACEHOLDERS = ("ModelBucket", "StudyBucket", "PipelineRoleArn", "ProcessingImageUri", "TrainingImageUri",
-                "InferenceImageUri", "ModelPackageGroupName")
+                "InferenceImageUri", "ModelPackageGroupName", "DataKeyArn")
 PIPELINE_STATUS = "SageMaker Model Building Pipeline Execution Status Change"
 PACKAGE_STATE = "SageMaker Model Package State Change"
 ENDPOINT_STATE = "SageMaker Endpoint State Change"
 
 
-def read_pipeline_definition(path: Path = PIPELINE_DEFINITION) -> str | None:
-    """The committed definition (compact JSON), or None while it has not been generated."""
+def read_pipeline_definition(path: Path = PIPELINE_DEFINITION, settings: Settings | None = None) -> str | None:
+    """The committed definition (compact JSON), or None while it has not been generated; with a VPC
+    configured, every job gets the subnets and security groups (lists: no place in ${...} text)."""
     if not path.is_file():
         return None
-    return json.dumps(json.loads(path.read_text()), separators=(",", ":"), sort_keys=True)
+    definition = json.loads(path.read_text())
+    if settings is not None and settings.vpc:
+        definition = with_vpc(definition, list(settings.sagemaker_subnets), list(settings.sagemaker_security_groups))
+    return json.dumps(definition, separators=(",", ":"), sort_keys=True)
+
+
+def with_vpc(definition: dict, subnets: list[str], security_groups: list[str]) -> dict:
+    vpc = {"Subnets": subnets, "SecurityGroupIds": security_groups}
+    for step in definition["Steps"]:
+        args = step["Arguments"]
+        if step["Type"] == "Processing":
+            args.setdefault("NetworkConfig", {})["VpcConfig"] = vpc
+        elif step["Type"] == "Training":
+            args["VpcConfig"] = vpc
+    return definition
 
 
 class MlopsStack(cdk.Stack):
     def __init__(self, scope: Construct, cid: str, *, settings: Settings, storage: StorageStack,
                  inference: InferenceStack, **kwargs) -> None:
         super().__init__(scope, cid, **kwargs)
+        self.settings = settings
         region, account, partition = self.region, self.account, self.partition
         group = settings.model_package_group
         sm_arn = f"arn:{partition}:sagemaker:{region}:{account}"
@@ -65,20 +79,16 @@ class MlopsStack(cdk.Stack):
         study_bucket = settings.bucket_ref(self, "studies", storage.data_key)
         self.buckets = (model_bucket, study_bucket)
 
-        # Key for the operational queues and topic: EventBridge and CloudWatch must be able to use it.
-        ops_key = kms.Key(self, "OpsKey", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.DESTROY,
-                          description="DiscScope event DLQs and alarm topic")
-        for service in ("events.amazonaws.com", "cloudwatch.amazonaws.com"):
-            ops_key.add_to_resource_policy(iam.PolicyStatement(
-                principals=[iam.ServicePrincipal(service)], actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"], conditions={"StringEquals": {"aws:SourceAccount": account}}))
+        ops_key = storage.ops_key  # DLQs: EventBridge may use it (storage stack key policy)
 
         # --- code and model registry -----------------------------------------------------------
+        # scripts, package and lib/ (the dependencies vendored for the containers' Python) for the
+        # processing jobs, and the same as sourcedir.tar.gz for the training job
         s3deploy.BucketDeployment(
-            self, "PipelineCode", destination_bucket=model_bucket, destination_key_prefix="code/", memory_limit=512,
+            self, "PipelineCode", destination_bucket=model_bucket, destination_key_prefix="code/", memory_limit=2048,
+            ephemeral_storage_size=cdk.Size.gibibytes(4),
             log_group=log_group(self, "PipelineCodeLogs", settings, storage.logs_key),
-            sources=[s3deploy.Source.asset(str(SAGEMAKER), exclude=["**/__pycache__", "*.pyc", "pipeline_definition.json"]),
-                     s3deploy.Source.asset(str(pipeline_code()))])
+            sources=[s3deploy.Source.asset(str(pipeline_code(install=settings.bundle)))])
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self, "ModelPackageGroup", model_package_group_name=group,
             model_package_group_description="DiscScope disc detection + herniation models")
@@ -89,7 +99,7 @@ class MlopsStack(cdk.Stack):
         for statement in self._pipeline_statements(storage, sm_arn, group):
             self.pipeline_role.add_to_policy(statement)
 
-        definition = read_pipeline_definition()
+        definition = read_pipeline_definition(settings=settings)
         self.pipeline = None
         if definition is None:
             print(f"warning: {PIPELINE_DEFINITION} is missing: no SageMaker Pipeline in this synth", file=sys.stderr)
@@ -100,7 +110,7 @@ class MlopsStack(cdk.Stack):
                 "ProcessingImageUri": settings.image("processing_image_uri", region),
                 "TrainingImageUri": settings.image("training_image_uri", region),
                 "InferenceImageUri": settings.image("inference_image_uri", region),
-                "ModelPackageGroupName": group,
+                "ModelPackageGroupName": group, "DataKeyArn": storage.data_key.key_arn,
             }
             self.pipeline = sagemaker.CfnPipeline(
                 self, "RetrainPipeline", pipeline_name=settings.pipeline_name, role_arn=self.pipeline_role.role_arn,
@@ -111,10 +121,7 @@ class MlopsStack(cdk.Stack):
             self.pipeline.node.add_dependency(self.model_package_group)
 
         # --- rollback alarms (the deploy Lambda passes their names to UpdateEndpoint) ---------------
-        self.alarm_topic = sns.Topic(self, "Alarms", master_key=ops_key, enforce_ssl=True,
-                                     display_name="DiscScope endpoint alarms")
-        if settings.alarm_email:
-            self.alarm_topic.add_subscription(subs.EmailSubscription(settings.alarm_email))
+        self.alarm_topic = storage.alarm_topic
         dims = {"EndpointName": inference.endpoint_name, "VariantName": VARIANT}
         errors = cloudwatch.Alarm(
             self, "Endpoint5xx", alarm_name=f"{inference.endpoint_name}-invocation-5xx",  # = rollback_alarm_names
@@ -150,6 +157,7 @@ class MlopsStack(cdk.Stack):
         for statement in (
             table_statement(storage, ["GetItem", "UpdateItem", "PutItem"]),
             kms_use(storage.data_key, "dynamodb"),
+            kms_use(ops_key, "sqs"),  # its own DLQ (failed asynchronous invocations)
             allow(["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"], [self.pipeline_arn]),
             allow(["sagemaker:DescribePipelineExecution"], [f"{self.pipeline_arn}/execution/*"]),
         ):
@@ -163,19 +171,26 @@ class MlopsStack(cdk.Stack):
                  "ENDPOINT_INSTANCE_COUNT": str(settings.instance_count),
                  "ROLLBACK_ALARMS": ",".join(self.rollback_alarm_names),
                  "DATA_CAPTURE_URI": inference.data_capture_uri,
-                 "DATA_CAPTURE_KMS_KEY": storage.data_key.key_arn})
+                 "DATA_CAPTURE_KMS_KEY": storage.data_key.key_arn,
+                 # as the inference stack's EndpointConfig: a volume key unless the instance has NVMe storage
+                 "ENDPOINT_VOLUME_KMS_KEY": storage.data_key.key_arn if settings.kms_on_endpoint_volume else "",
+                 "VPC_SUBNETS": ",".join(settings.sagemaker_subnets),
+                 "VPC_SECURITY_GROUPS": ",".join(settings.sagemaker_security_groups)})
         for statement in (
             allow(["sagemaker:DescribeModelPackage"], [f"{sm_arn}:model-package/{group}/*"]),
             allow(["sagemaker:CreateModel", "sagemaker:AddTags"], [f"{sm_arn}:model/discscope-*"]),
             allow(["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig"],
                   [f"{sm_arn}:endpoint-config/discscope-*"]),
-            allow(["sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"], [inference.endpoint_arn]),
+            # UpdateEndpoint is authorised on the endpoint and on the config it switches to
+            allow(["sagemaker:UpdateEndpoint"], [inference.endpoint_arn, f"{sm_arn}:endpoint-config/discscope-*"]),
+            allow(["sagemaker:DescribeEndpoint"], [inference.endpoint_arn]),
             allow(["iam:PassRole"], [inference.execution_role.role_arn],
                   {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
             allow(["cloudwatch:DescribeAlarms"], [a.alarm_arn for a in self.rollback_alarms]),
-            allow(["s3:GetObject"], [model_bucket.arn_for_objects("*")]),
+            # no S3: CreateModel hands the package's artifact to the model's execution role, which reads it
             table_statement(storage, ["GetItem", "PutItem", "DeleteItem"]),
-            kms_use(storage.data_key, "dynamodb", "s3"),
+            kms_use(storage.data_key, "dynamodb"),
+            kms_use(ops_key, "sqs"),  # its own DLQ (failed asynchronous invocations)
             # data capture encrypted with the data key: SageMaker creates a grant for the endpoint
             allow(["kms:CreateGrant", "kms:DescribeKey"], [storage.data_key.key_arn],
                   {"Bool": {"kms:GrantIsForAWSResource": "true"}}),
@@ -214,6 +229,11 @@ class MlopsStack(cdk.Stack):
                                                           "EndpointStatus": ["InService"]}), targets=[deploy]),
         }
 
+        # --- operators' alarms: the two functions' errors, events stuck in their DLQs ----------------
+        self.alarms = [function_errors_alarm(self, fn, self.alarm_topic) for fn in (self.retrain_trigger, self.deploy_model)]
+        self.alarms += [queue_depth_alarm(self, self.trigger_dlq, "retraining events", self.alarm_topic),
+                        queue_depth_alarm(self, self.deploy_dlq, "model approvals and endpoint changes", self.alarm_topic)]
+
         cdk.CfnOutput(self, "PipelineName", value=settings.pipeline_name)
         cdk.CfnOutput(self, "ModelPackageGroupName", value=group)
         cdk.CfnOutput(self, "RollbackAlarms", value=",".join(self.rollback_alarm_names))
@@ -226,13 +246,17 @@ class MlopsStack(cdk.Stack):
         model_bucket, study_bucket = self.buckets
         jobs = [f"{sm_arn}:processing-job/pipelines-*", f"{sm_arn}:training-job/pipelines-*"]
         return [
-            # code, datasets, the production model; the run's own outputs under pipeline/
+            # code, datasets, the models (production, candidates, evaluations); the run's working data
             allow(["s3:GetObject"], [model_bucket.arn_for_objects(p) for p in
                                      ("code/*", "datasets/*", "models/*", "pipeline/*")]),
-            allow(["s3:PutObject"], [model_bucket.arn_for_objects("pipeline/*")]),
+            allow(["s3:PutObject"], [model_bucket.arn_for_objects(p) for p in
+                                     ("pipeline/*", "models/candidates/*", "models/evaluations/*")]),
             allow(["s3:GetObject"], [study_bucket.arn_for_objects(p) for p in ("feedback/*", "uploads/*", "results/*")]),
             allow(["s3:ListBucket"], [model_bucket.bucket_arn, study_bucket.bucket_arn]),
             kms_use(storage.data_key, "s3"),
+            # the jobs' ML storage volumes are encrypted with the data key: SageMaker makes a grant for them
+            allow(["kms:CreateGrant", "kms:DescribeKey"], [storage.data_key.key_arn],
+                  {"Bool": {"kms:GrantIsForAWSResource": "true"}}),
             allow(["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
                    "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
                    "sagemaker:AddTags"], jobs),
@@ -251,4 +275,5 @@ class MlopsStack(cdk.Stack):
             allow(["iam:PassRole"], [self.pipeline_role.role_arn],
                   {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
             *container_statements(self),
+            *vpc_statements(self.settings),
         ]

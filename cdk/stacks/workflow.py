@@ -1,11 +1,13 @@
 """Workflow: the ingest Lambda (S3 uploads/ trigger), the StudyWorkflow state machine and its four
-task Lambdas, with DLQs for the asynchronous invocations."""
+task Lambdas, with DLQs for the asynchronous invocations, and the alarms that tell the operators
+when a function fails, an upload event lands in the DLQ, or a study's workflow fails."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -13,7 +15,8 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from .common import Functions, Settings, allow, dead_letter_queue, kms_use
+from .common import (Functions, Settings, alarm_on, allow, dead_letter_queue, function_errors_alarm, kms_use,
+                     queue_depth_alarm)
 from .inference import InferenceStack
 from .storage import LIST_INDEX, StorageStack
 
@@ -22,7 +25,8 @@ ASL = Path(__file__).resolve().parents[2] / "step_functions" / "study_workflow.a
 # handler -> (construct id, ASL substitution, service name, timeout s, memory MB)
 TASKS = {
     "lambdas.workflow.validate_handler": ("Validate", "ValidateFunctionArn", "validate", 60, 512),
-    "lambdas.workflow.infer_handler": ("Infer", "InferFunctionArn", "infer", 900, 1024),
+    # the endpoint answers within 60 s (SageMaker's limit) or fails: two minutes cover the call and S3
+    "lambdas.workflow.infer_handler": ("Infer", "InferFunctionArn", "infer", 120, 512),
     "lambdas.workflow.persist_handler": ("Persist", "PersistFunctionArn", "persist", 60, 512),
     "lambdas.workflow.mark_failed_handler": ("MarkFailed", "MarkFailedFunctionArn", "mark-failed", 60, 512),
 }
@@ -98,5 +102,16 @@ class WorkflowStack(cdk.Stack):
         # reference (no dependency cycle): CloudFormation merges it into the bucket's configuration.
         study_bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(ingest),
                                        s3.NotificationKeyFilter(prefix="uploads/"))
+
+        # --- alarms: every function's errors, the ingest DLQ, studies whose workflow failed ---------
+        topic = storage.alarm_topic
+        self.alarms = [function_errors_alarm(self, fn, topic) for fn in self.functions.values()]
+        self.alarms.append(queue_depth_alarm(self, self.ingest_dlq, "upload events the ingest function could not start", topic))
+        failed = cloudwatch.MathExpression(
+            expression="failed + timedout + aborted", period=cdk.Duration.minutes(5), label="StudyWorkflow failures",
+            using_metrics={name: self.state_machine.metric(f"Executions{kind}", statistic="Sum", period=cdk.Duration.minutes(5))
+                           for name, kind in (("failed", "Failed"), ("timedout", "TimedOut"), ("aborted", "Aborted"))})
+        self.alarms.append(alarm_on(self, "WorkflowFailures", failed, "a study's workflow failed (the study is FAILED "
+                                    "with its error_code: a bad upload, or the endpoint or AWS failing)", topic))
 
         cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)

@@ -28,6 +28,7 @@ class Settings:
     data_capture_uri: str
     data_capture_kms_key: str
     endpoint_volume_kms_key: str
+    endpoint_read_timeout_s: int
     vpc_subnets: tuple[str, ...]
     vpc_security_groups: tuple[str, ...]
 
@@ -57,6 +58,8 @@ class Settings:
             data_capture_uri=env("DATA_CAPTURE_URI", ""),
             data_capture_kms_key=env("DATA_CAPTURE_KMS_KEY", ""),
             endpoint_volume_kms_key=env("ENDPOINT_VOLUME_KMS_KEY", ""),
+            # SageMaker answers within 60 s or fails; the local CPU endpoint queues studies one at a time
+            endpoint_read_timeout_s=int(env("ENDPOINT_READ_TIMEOUT_S", "70")),
             vpc_subnets=_words(env("VPC_SUBNETS", "")),
             vpc_security_groups=_words(env("VPC_SECURITY_GROUPS", "")),
         )

@@ -20,15 +20,19 @@ def normalize(array: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 2.0, out=out)
 
 
+# OpenCV 5 takes at most 128 channels per image (CV_CN_MAX; OpenCV 4 took 512)
+MAX_CHANNELS = 128
+
+
 def resize_stack(stack: np.ndarray, height: int, width: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Resize every slice of (S, H, W) at once: OpenCV treats slices as channels (512 at a time)."""
+    """Resize every slice of (S, H, W) at once: OpenCV treats slices as channels (MAX_CHANNELS at a time)."""
     if stack.shape[1:] == (height, width):
         return stack
     out = np.empty((stack.shape[0], height, width), stack.dtype)
-    for start in range(0, stack.shape[0], 512):
-        chunk = np.ascontiguousarray(stack[start : start + 512].transpose(1, 2, 0))
+    for start in range(0, stack.shape[0], MAX_CHANNELS):
+        chunk = np.ascontiguousarray(stack[start : start + MAX_CHANNELS].transpose(1, 2, 0))
         resized = cv2.resize(chunk, (width, height), interpolation=interpolation)
-        out[start : start + 512] = resized.reshape(height, width, -1).transpose(2, 0, 1)
+        out[start : start + MAX_CHANNELS] = resized.reshape(height, width, -1).transpose(2, 0, 1)
     return out
 
 
