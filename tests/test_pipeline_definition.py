@@ -28,6 +28,7 @@ PLACEHOLDERS = {
     "TrainingImageUri",
     "InferenceImageUri",
     "ModelPackageGroupName",
+    "DataKeyArn",
 }
 PARAMETERS = {
     "ProcessingInstanceType": ("String", "ml.m5.xlarge"),
@@ -161,9 +162,11 @@ def test_processing_job_setup(steps, name, script, instance_param):
     cluster = args["ProcessingResources"]["ClusterConfig"]
     assert cluster["InstanceType"] == param(instance_param)
     assert cluster["InstanceCount"] == 1
-    command = " ".join(app["ContainerEntrypoint"])
-    assert "pip install -q -r /opt/ml/processing/input/code/requirements.txt" in command
-    assert f"python3 /opt/ml/processing/input/code/{script}" in command
+    # no pip at start: the code input carries its dependencies (lib/), the job needs no internet for them
+    assert app["ContainerEntrypoint"] == ["python3", f"/opt/ml/processing/input/code/{script}"]
+    assert args["ProcessingOutputConfig"]["KmsKeyId"] == "${DataKeyArn}"
+    assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "${DataKeyArn}"
+    assert args["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
     inputs, _ = processing_io(steps[name])
     assert inputs["code"]["S3Uri"] == param("CodeUri")
     assert inputs["code"]["LocalPath"] == "/opt/ml/processing/input/code"
@@ -171,7 +174,10 @@ def test_processing_job_setup(steps, name, script, instance_param):
 
 def test_preprocess_feedback(steps):
     args = steps["PreprocessFeedback"]["Arguments"]
-    assert args["AppSpecification"]["ContainerArguments"] == ["--study-bucket", param("StudyBucket")]
+    assert args["AppSpecification"]["ContainerArguments"] == [
+        "--study-bucket", param("StudyBucket"), "--input-dir", "/opt/ml/processing/input/feedback",
+        "--output-dir", "/opt/ml/processing/output/feedback"]
+    assert args["NetworkConfig"]["EnableNetworkIsolation"] is False  # it reads the reviewed studies from S3
     inputs, outputs = processing_io(steps["PreprocessFeedback"])
     assert set(inputs) == {"feedback", "code"}
     assert inputs["feedback"]["S3Uri"] == param("FeedbackUri")
@@ -195,16 +201,20 @@ def test_train_classifier(steps):
         "train": param("TrainDataUri"),
         "feedback": {"Get": "Steps.PreprocessFeedback.ProcessingOutputConfig.Outputs['feedback'].S3Output.S3Uri"},
         "production": param("ProductionModelUri"),
+        "code": param("SourceDirUri"),  # network isolation: the source dir arrives as a channel
     }
+    assert args["EnableNetworkIsolation"] is True
+    assert args["ResourceConfig"]["VolumeKmsKeyId"] == args["OutputDataConfig"]["KmsKeyId"] == "${DataKeyArn}"
     assert args["HyperParameters"] == {
         "mode": "classifier",
         "init": param("InitWeights"),
         "cls-iters": join("", param("ClsIters")),
         "seed": join("", param("Seed")),
         "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": param("SourceDirUri"),
+        "sagemaker_submit_directory": "/opt/ml/input/data/code/sourcedir.tar.gz",
     }
-    assert args["OutputDataConfig"]["S3OutputPath"] == "s3://${ModelBucket}/pipeline/candidates/"
+    # kept: a registered package points at its candidate (pipeline/ expires, models/ does not)
+    assert args["OutputDataConfig"]["S3OutputPath"] == "s3://${ModelBucket}/models/candidates/"
 
 
 def test_evaluate(steps):
@@ -218,6 +228,12 @@ def test_evaluate(steps):
     }
     assert set(outputs) == {"evaluation"}
     assert outputs["evaluation"]["LocalPath"] == "/opt/ml/processing/evaluation"
+    assert outputs["evaluation"]["S3Uri"] == join("/", "s3://${ModelBucket}/models/evaluations",
+                                                 {"Get": "Execution.PipelineExecutionId"})
+    assert step["Arguments"]["AppSpecification"]["ContainerArguments"] == [
+        "--candidate", "/opt/ml/processing/input/candidate", "--production", "/opt/ml/processing/input/production",
+        "--eval", "/opt/ml/processing/input/eval", "--output-dir", "/opt/ml/processing/evaluation"]
+    assert step["Arguments"]["NetworkConfig"]["EnableNetworkIsolation"] is True
     assert step["PropertyFiles"] == [
         {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
     ]
