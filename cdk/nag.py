@@ -69,9 +69,10 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
     functions: list[lambda_.Function] = [*wf.functions.values(), api_web.api_function, mlops.retrain_trigger,
                                          mlops.deploy_model]
     for fn in functions:
-        ack(fn, f"{AWS}L1", "Python 3.12 is the runtime the handlers and the bundled wheels (cp312 manylinux) are "
-                            "built and tested for; moving up is a deliberate change of lambdas/requirements.txt and the bundling")
-        ack(fn, f"{HIPAA}LambdaInsideVPC", "the functions call only AWS APIs (S3, DynamoDB, SageMaker runtime, Step "
+        ack(fn, f"{AWS}L1", "Python 3.12 is the runtime the bundled wheels are built for (cp312 manylinux, "
+                            "cdk/container_code.py PLATFORM_ARGS); a newer runtime is a deliberate change of the bundling "
+                            "platform and its pins")
+        ack(fn, f"{HIPAA}LambdaInsideVPC", "the functions call only AWS APIs (S3, DynamoDB, SageMaker, Step "
                                            "Functions, EventBridge) over TLS with IAM; no private resources to reach, "
                                            "and a VPC would need NAT or six interface endpoints")
         if not settings.reserved_concurrency:
@@ -168,15 +169,16 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
     audit_buckets = [storage.audit.bucket] if storage.audit else []
     for b in (storage.study_bucket, storage.model_bucket, storage.access_logs, api_web.web_bucket, api_web.cdn_logs,
               api_web.access_logs, *audit_buckets):
-        ack(b, f"{HIPAA}S3BucketReplicationEnabled", "single-region deployment: versioning, retained buckets and "
-                                                      "AWS Backup cover recovery; cross-region replication needs a second "
+        ack(b, f"{HIPAA}S3BucketReplicationEnabled", "single-region deployment: the bucket is versioned (overwrites and "
+                                                      "deletes are recoverable); cross-region replication needs a second "
                                                       "region's bucket and key, a disaster-recovery decision left to the deployer")
     for logs_bucket in (storage.access_logs, api_web.access_logs):
         ack(logs_bucket, f"{HIPAA}S3DefaultEncryptionKMS", "S3 server access logs can only be delivered to a bucket "
                                                            "with SSE-S3 (SSE-KMS destinations are not supported)")
-    ack(api_web.cdn_logs, f"{HIPAA}S3DefaultEncryptionKMS", "CloudFront standard logs (request metadata, no study "
-                                                             "data) go to an ACL-enabled SSE-S3 bucket, as CloudFront's "
-                                                             "log delivery requires without a KMS key policy for it")
+    ack(api_web.cdn_logs, f"{HIPAA}S3DefaultEncryptionKMS", "CloudFront standard logs (request metadata: paths with "
+                                                             "opaque study ids, no images or names) go to an ACL-enabled "
+                                                             "SSE-S3 bucket, as CloudFront's log delivery requires without a "
+                                                             "KMS key policy for it")
     if storage.audit:
         ack(storage.audit.trail, f"{HIPAA}CloudTrailCloudWatchLogsEnabled",
             "the trail delivers to its own KMS-encrypted, versioned bucket that is never deleted with the stack and "
@@ -201,7 +203,8 @@ def apply_nag(app: core.App, stacks: dict[str, core.Stack]) -> None:
         ack(method, f"{AWS}COG4", "clinical systems are machines: every clinical API method uses IAM authorization "
                                   "(SigV4 with the system's role); Cognito user pools are for people, on the Web API")
     cdn = api_web.distribution
-    ack(cdn, f"{AWS}CFR1", "no geo restriction: clinicians may work from anywhere; access needs a Cognito login")
+    ack(cdn, f"{AWS}CFR1", "no geo restriction: clinicians may work from anywhere; the page is static and every API "
+                           "call behind it needs a Cognito login (and passes WAF)")
     if not settings.domain_name:
         ack(cdn, f"{AWS}CFR4", "no custom domain configured: on the default *.cloudfront.net certificate CloudFront "
                                "lets viewers negotiate TLSv1; production sets domain_name and certificate_arn, which "

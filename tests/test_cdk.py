@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import tarfile
 from pathlib import Path
 
 import pytest
+from online import pypi_reachable
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 cdk = pytest.importorskip("aws_cdk")
@@ -684,15 +684,9 @@ def test_rollback_alarms_are_the_deploy_lambdas(t):
 # --- bundling ------------------------------------------------------------------------------------
 
 
-def _online() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
 
 
-@pytest.mark.skipif(not _online(), reason="PyPI is not reachable")
+@pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable")
 def test_local_bundling_installs_for_lambda_and_hash_follows_requirements(tmp_path):
     src = tmp_path / "lambdas"
     (src / "shared").mkdir(parents=True)

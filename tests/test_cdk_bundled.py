@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from online import pypi_reachable
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 cdk = pytest.importorskip("aws_cdk")
@@ -28,15 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
 
 
-def _online() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
 
 
-pytestmark = pytest.mark.skipif(not _online(), reason="PyPI is not reachable")
+pytestmark = pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable")
 
 
 def test_container_requirements_install_on_their_own_for_the_containers(tmp_path):
