@@ -140,6 +140,17 @@ def test_buckets_kms_tls_private_lifecycle_logged(t):
     assert len(tls_only) == 4  # studies, models, access logs, audit
 
 
+def test_log_delivery_only_from_our_buckets_in_our_account(t):
+    """S3 server access logs: each delivery statement names its source bucket and this account."""
+    delivery = [st for tpl in t.values() for policy in resources(tpl, "AWS::S3::BucketPolicy").values()
+                for st in policy["Properties"]["PolicyDocument"]["Statement"]
+                if st.get("Principal", {}).get("Service") == "logging.s3.amazonaws.com"]
+    assert len(delivery) >= 5  # studies, models, audit; web page, CDN logs
+    for st in delivery:
+        assert st["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+        assert st["Condition"]["ArnLike"]["aws:SourceArn"]
+
+
 def test_tables_with_pitr_and_index(t):
     s = t["storage"]
     s.has_resource_properties("AWS::DynamoDB::Table", {

@@ -52,3 +52,18 @@ def test_evaluate_writes_metrics_and_plots(tmp_path, baseline_model, phantom_dir
     assert (tmp_path / "eval" / "calibration.png").is_file()
     if saved["herniation"]["auc"] is not None:
         assert (tmp_path / "eval" / "roc.png").is_file()
+
+
+def test_serving_code_carries_the_vendored_lib(tmp_path):
+    """In a training container the code has lib/ (installed at build time): the candidate's code/ gets it."""
+    from discscope.artifact import write_code_dir
+
+    lib = tmp_path / "lib" / "SimpleITK"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("# vendored\n")
+    code = write_code_dir(tmp_path / "model" / "code", lib=tmp_path / "lib")
+    assert (code / "lib" / "SimpleITK" / "__init__.py").read_text() == "# vendored\n"
+    assert (code / "inference.py").is_file() and (code / "vendored.py").is_file()
+    assert not (code / "requirements.txt").exists()
+    bare = write_code_dir(tmp_path / "checkout" / "code")  # a source checkout has no lib/
+    assert not (bare / "lib").exists()
