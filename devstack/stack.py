@@ -14,16 +14,17 @@ from pathlib import Path
 
 import boto3
 
+from cdk import container_code
+from cdk import container_code
 from devstack.aws import REPO, LocalAws
 from devstack.gateway import LOCAL_GROUP, Gateway
 from devstack.local_auth import LocalClient, LocalUser
-from cdk import container_code
 from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult, upload_tree
 from devstack.retrain_data import RetrainData
 from devstack.state import StateDir
 from discscope.artifact import pack
 from discscope.server import EndpointServer
-from lambdas.shared.store import PROCESSING, UPLOADED, StudyStore
+from lambdas.shared.store import StudyStore
 
 log = logging.getLogger("devstack")
 DEFAULT_STATE = REPO / ".devstack"
@@ -231,15 +232,14 @@ class LocalStack:
     def _resume_unfinished(self) -> None:
         """Studies caught mid-flight by the last shutdown are run again."""
         sfn = boto3.client("stepfunctions")
-        for study in self.store.unfinished():
-            if study["status"] in (UPLOADED, PROCESSING):
-                payload = {"study_id": study["study_id"], "bucket": self.aws.names.study_bucket, "key": study["upload_key"]}
-                try:
-                    boto3.client("s3").head_object(Bucket=payload["bucket"], Key=payload["key"])
-                except Exception:  # registered but never uploaded: nothing to run
-                    continue
-                sfn.start_execution(stateMachineArn=self.aws.state_machine_arn, input=json.dumps(payload),
-                                    name=f"{study['study_id']}-resume-{int(time.time())}")
+        for study in self.store.unfinished():  # UPLOADED or PROCESSING, whoever owns them
+            payload = {"study_id": study["study_id"], "bucket": self.aws.names.study_bucket, "key": study["upload_key"]}
+            try:
+                boto3.client("s3").head_object(Bucket=payload["bucket"], Key=payload["key"])
+            except Exception:  # registered but never uploaded: nothing to run
+                continue
+            sfn.start_execution(stateMachineArn=self.aws.state_machine_arn, input=json.dumps(payload),
+                                name=f"{study['study_id']}-resume-{int(time.time())}")
 
     def _snapshots(self) -> None:
         while not self._stop.wait(self.snapshot_every_s):

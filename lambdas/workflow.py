@@ -123,8 +123,7 @@ def infer(event: dict, deps: Deps) -> dict:
     """The endpoint writes the pictures and the mask under results/{id}/ itself and answers with
     their keys (a small response whatever the study's size); this step adds result.json."""
     study_id, bucket, key = event["study_id"], event["bucket"], event["key"]
-    prefix = keys.result_key(study_id, "result.json").rsplit("/", 1)[0] + "/"
-    request = json.dumps({"s3_uri": f"s3://{bucket}/{key}", "output_uri": f"s3://{bucket}/{prefix}"})
+    request = json.dumps({"s3_uri": f"s3://{bucket}/{key}", "output_uri": f"s3://{bucket}/{keys.results_prefix(study_id)}"})
     try:
         resp = deps.runtime.invoke_endpoint(EndpointName=deps.settings.endpoint_name, ContentType="application/json",
                                             Accept="application/json", Body=request,

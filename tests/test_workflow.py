@@ -216,3 +216,33 @@ def test_an_older_result_without_review_fields_is_kept_as_it_is(stack, store, ph
     assert study["status"] == "SUCCEEDED"
     assert not set(REVIEW_RESULT) - {"needs_review"} & set(study)  # absent, not stored empty
     assert study["needs_review"] is False  # the worklist reads "not flagged"
+
+
+def test_infer_asks_for_s3_output_and_keeps_only_the_keys_it_asked_for():
+    """The endpoint writes the artifacts; the step names the prefix and records only keys under it."""
+    import io
+    from dataclasses import replace
+
+    from lambdas import workflow
+
+    sid = keys.new_study_id()
+    sent, written = {}, {}
+
+    class Runtime:
+        def invoke_endpoint(self, **kwargs):
+            sent.update(json.loads(kwargs["Body"]))
+            answer = {"model_version": "v", "discs": [], "image_size": [4, 4], "spacing_source": "header",
+                      "artifacts": {"overlay.png": keys.result_key(sid, "overlay.png"),
+                                    "mask.png": f"results/{keys.new_study_id()}/mask.png", "evil.sh": "results/x"}}
+            return {"Body": io.BytesIO(json.dumps(answer).encode())}
+
+    class S3:
+        def put_object(self, **kwargs):
+            written[kwargs["Key"]] = json.loads(kwargs["Body"])
+
+    deps = workflow.Deps(S3(), Runtime(), None, replace(Settings.from_env(), endpoint_name="discscope"))
+    out = workflow.infer({"study_id": sid, "bucket": "studies", "key": f"uploads/{sid}/a.mha"}, deps)
+    assert sent == {"s3_uri": f"s3://studies/uploads/{sid}/a.mha", "output_uri": f"s3://studies/results/{sid}/"}
+    assert out["artifacts"] == {"overlay.png": f"results/{sid}/overlay.png", "result.json": f"results/{sid}/result.json"}
+    assert written[f"results/{sid}/result.json"]["spacing_source"] == "header"  # newer fields pass through
+    assert "artifacts" not in written[f"results/{sid}/result.json"]

@@ -52,10 +52,15 @@ def parse_upload_key(raw_key: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
+def results_prefix(study_id: str) -> str:
+    """Where a study's artifacts live (the endpoint writes there, the Infer step names it)."""
+    return f"{RESULTS}{study_id}/"
+
+
 def result_key(study_id: str, name: str) -> str:
     if name not in RESULT_FILES:
         raise ValueError(f"unknown result file {name}")
-    return f"{RESULTS}{study_id}/{name}"
+    return f"{results_prefix(study_id)}{name}"
 
 
 def corrected_key(study_id: str) -> str:
