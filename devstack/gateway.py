@@ -26,8 +26,15 @@ from devstack.local_auth import (ACCOUNT, Denied, LocalClient, LocalUser, cognit
                                  verify_sigv4)
 
 API_PREFIX = "/api"
-LOCAL_GROUP = "local-clinicians"  # the local user's Cognito group (which owns what the page creates)
-LOCAL_USER = LocalUser("local-user", (LOCAL_GROUP,))  # who the page's local key signs in as, by default
+LOCAL_GROUP = "local-clinicians"  # the local users' Cognito group (which owns what the page creates)
+
+
+def page_user(name: str) -> LocalUser:
+    """A person signed in to the local page: everyone is in the one local group, so all see the same studies."""
+    return LocalUser(name, (LOCAL_GROUP,))
+
+
+LOCAL_USER = page_user("local-user")  # who the page's local key signs in as, by default
 MAX_BODY = 1024 * 1024  # API bodies are small JSON; uploads go to S3 by presigned POST
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token",
         "Access-Control-Allow-Methods": "GET,POST,OPTIONS"}
@@ -37,7 +44,6 @@ def proxy_event(method: str, path: str, query: str, headers: dict[str, str], bod
                 identity: dict | None = None, authorizer: dict | None = None) -> dict:
     """The REST API (v1) Lambda proxy event API Gateway would send for this request."""
     multi = parse_qs(query, keep_blank_values=True)
-    authorizer = {"claims": {"cognito:username": user, "token_use": "id"}} if user else None
     return {
         "resource": "/{proxy+}", "path": path, "httpMethod": method,
         "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},

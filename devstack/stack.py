@@ -17,8 +17,8 @@ import boto3
 from cdk import container_code
 from cdk import container_code
 from devstack.aws import REPO, LocalAws
-from devstack.gateway import LOCAL_GROUP, Gateway
-from devstack.local_auth import LocalClient, LocalUser
+from devstack.gateway import Gateway, page_user
+from devstack.local_auth import LocalClient
 from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult, upload_tree
 from devstack.retrain_data import RetrainData
 from devstack.state import StateDir
@@ -98,7 +98,7 @@ class LocalStack:
         self.aws.start_pipeline, self.aws.switch_endpoint = self._start_pipeline, self._switch_endpoint
         self._resume_unfinished()
         self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port,
-                               clients=(self.clinical_client,), user=LocalUser(self.user, (LOCAL_GROUP,))).start()
+                               clients=(self.clinical_client,), user=page_user(self.user)).start()
         self._write_stack_file()
         if self.state and self.snapshot_every_s:
             threading.Thread(target=self._snapshots, name="snapshots", daemon=True).start()

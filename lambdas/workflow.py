@@ -135,7 +135,7 @@ def infer(event: dict, deps: Deps) -> dict:
         raise EndpointUnavailable("ENDPOINT_UNAVAILABLE", f"{type(exc).__name__}: {exc}") from None
     artifacts = {name: k for name, k in (body.get("artifacts") or {}).items()
                  if name in keys.RESULT_FILES and k == keys.result_key(study_id, name)}  # only where we asked
-    summary = {k: body[k] for k in SUMMARY_FIELDS if k in body}
+    summary = {k: body.get(k) for k in RESULT_FIELDS} | {k: body[k] for k in REVIEW_FIELDS if k in body}
     artifacts["result.json"] = keys.result_key(study_id, "result.json")
     deps.s3.put_object(Bucket=bucket, Key=artifacts["result.json"], Body=json.dumps(summary).encode(),
                        ContentType="application/json")

@@ -158,6 +158,11 @@ def test_tables_with_pitr_and_index(t):
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
         "SSESpecification": Match.object_like({"SSEEnabled": True, "SSEType": "KMS"}),
         "GlobalSecondaryIndexes": [Match.object_like({"IndexName": "by_created"})]})
+    from lambdas.shared.store import LIST_FIELDS
+
+    table = [v for v in resources(s, "AWS::DynamoDB::Table").values() if v["Properties"].get("GlobalSecondaryIndexes")][0]
+    projected = table["Properties"]["GlobalSecondaryIndexes"][0]["Projection"]["NonKeyAttributes"]
+    assert sorted(projected) == sorted(LIST_FIELDS)  # the worklist reads only what the index projects
     s.has_resource_properties("AWS::DynamoDB::Table", {
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
         "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},

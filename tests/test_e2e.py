@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from devstack.aws import reset_clients
+from devstack.gateway import page_user
 from devstack.stack import LocalStack
 from discscope.client import ApiError, Client
 from discscope.dataset import find_cases
@@ -210,12 +211,12 @@ def test_two_reviewers_versions_and_a_stale_accept_refused(stack, client, phanto
     assert study["feedback_version"] == 0 and study["feedback"] == []
     mine = [{"box": d["box"], "level": d["level"], "herniated": not d["herniated"], "model_disc": i}
             for i, d in enumerate(study["discs"]) if d["level"] in yolo.LEVELS]
-    monkeypatch.setattr(stack.gateway, "user", "alice")
+    monkeypatch.setattr(stack.gateway, "user", page_user("alice"))
     saved = client.correct(sid, mine, base_version=0)
     assert saved["version"] == 1 and saved["reviewer"]["id"] == "alice"
     text = _yolo_text(stack, keys.corrected_key(sid))
 
-    monkeypatch.setattr(stack.gateway, "user", "bob")
+    monkeypatch.setattr(stack.gateway, "user", page_user("bob"))
     with pytest.raises(ApiError) as ei:
         client.accept(sid, base_version=0)
     assert (ei.value.status, ei.value.code) == (409, "STALE_VERSION")
@@ -255,7 +256,7 @@ def test_t12_l1_is_kept_with_the_review_but_not_in_the_yolo_file(stack, client, 
 
 
 def test_worklist_filters_and_order_through_the_api(stack, client, phantom_dir, monkeypatch):
-    monkeypatch.setattr(stack.gateway, "user", "carol")
+    monkeypatch.setattr(stack.gateway, "user", page_user("carol"))
     fresh = client.analyze(find_cases([phantom_dir])[5].image_path, timeout=180)
     reviewed = client.analyze(find_cases([phantom_dir])[0].image_path, timeout=180)
     client.accept(reviewed["study_id"])

@@ -123,9 +123,12 @@ def test_lambda_sniffer_agrees_with_the_package(head, name):
     assert got == expected
 
 
+OWNER = "group:radiology"
+
+
 def _finished(study_store, discs=None) -> str:
     sid = keys.new_study_id()
-    study_store.create(sid, "a.mha", keys.upload_key(sid, "a.mha"), "x", 1)
+    study_store.create(sid, "a.mha", keys.upload_key(sid, "a.mha"), "x", 1, owner=OWNER)
     study_store.transition(sid, store.PROCESSING)
     study_store.transition(sid, store.SUCCEEDED, discs=discs or [])
     return sid
@@ -157,7 +160,7 @@ def test_reviews_are_versions_and_a_stale_save_is_refused(study_store):
 
 def test_review_refused_before_the_study_is_finished(study_store):
     sid = keys.new_study_id()
-    study_store.create(sid, "a.mha", keys.upload_key(sid, "a.mha"), "x", 1)
+    study_store.create(sid, "a.mha", keys.upload_key(sid, "a.mha"), "x", 1, owner=OWNER)
     with pytest.raises(store.TransitionError):
         _review(study_store, sid, 0, "alice")
     assert study_store.feedback(sid) == []
@@ -242,11 +245,12 @@ def test_disc_summary_tolerates_missing_probabilities():
 
 def test_list_window_by_date_and_cap(study_store):
     ids = [_finished(study_store) for _ in range(4)]
-    everything, more = study_store.list_window()
+    everything, more = study_store.list_window(OWNER)
     assert [s["study_id"] for s in everything] == ids[::-1] and not more
-    capped, more = study_store.list_window(cap=3)
+    capped, more = study_store.list_window(OWNER, cap=3)
     assert len(capped) == 3 and more
     today = everything[0]["created_at"][:10]
-    assert len(study_store.list_window(since=today, until=today)[0]) == 4
-    assert study_store.list_window(until="2000-01-01")[0] == []
+    assert len(study_store.list_window(OWNER, since=today, until=today)[0]) == 4
+    assert study_store.list_window(OWNER, until="2000-01-01")[0] == []
+    assert study_store.list_window("group:another")[0] == []  # each owner's window holds its own studies
     assert set(everything[0]) <= set(store.LIST_FIELDS)  # list entries carry the projected fields only

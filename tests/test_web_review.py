@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from devstack.gateway import page_user
 from discscope.errors import InputError
 from web_page import (  # noqa: F401  (fixtures)
     Actions, analyse, annotations, browser, centre, click_box, client, endpoint_answer, new_page, open_study, page,
@@ -53,13 +54,13 @@ def test_a_stale_page_cannot_overwrite_another_reviewers_save(browser, stack, cl
     alice, bob = new_page(browser, stack), new_page(browser, stack, 1440, 1000)
     open_study(alice, stack, sid)
     open_study(bob, stack, sid)
-    monkeypatch.setattr(stack.gateway, "user", "alice")
+    monkeypatch.setattr(stack.gateway, "user", page_user("alice"))
     level, label = _relabel_one(alice)
     alice.click("#save")
     alice.wait_for_function(SAVED)
     corrected = client.study(sid)["reviewed_discs"]
 
-    monkeypatch.setattr(stack.gateway, "user", "bob")
+    monkeypatch.setattr(stack.gateway, "user", page_user("bob"))
     bob.click("#accept")
     bob.wait_for_selector("#stale:not([hidden])")
     assert "alice" in bob.locator("#stale-text").inner_text()

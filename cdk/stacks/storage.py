@@ -18,7 +18,8 @@ from .common import Settings, access_log_bucket
 
 # lambdas/shared/store.py: the list index and the attributes it projects
 LIST_INDEX = "by_created"
-LIST_FIELDS = ["study_id", "status", "filename", "created_at", "updated_at", "error_code", "model_version"]
+LIST_FIELDS = ["study_id", "status", "filename", "created_at", "updated_at", "error_code", "model_version",
+               "needs_review", "max_probability", "herniated", "reviewed_by", "reviewed_at", "feedback_version"]
 TTL_ATTRIBUTE = "expires_at"  # store.TTL_ATTRIBUTE: the retrain trigger's event markers expire
 
 
