@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import struct
 import zipfile
+import zlib
 
 import cv2
 import numpy as np
@@ -68,7 +69,7 @@ def test_mask_written_back_on_input_grid(tmp_path, canonical):
 
 def test_mhd_with_raw_from_disk_and_from_zip(tmp_path, canonical):
     sitk.WriteImage(sitk.GetImageFromArray(canonical), str(tmp_path / "a.mhd"))
-    np.testing.assert_array_equal(read_study(tmp_path / "a.mhd").array, canonical)
+    np.testing.assert_array_equal(read_study(tmp_path / "a.mhd", beside=True).array, canonical)
     zipped = zip_of({"study/a.mhd": (tmp_path / "a.mhd").read_bytes(), "study/a.raw": (tmp_path / "a.raw").read_bytes()},
                     tmp_path / "a.zip")
     np.testing.assert_array_equal(read_study(zipped).array, canonical)
@@ -201,7 +202,8 @@ def test_too_many_voxels_refused_from_header_alone(tmp_path):
         read_study_bytes(header + b"\x00" * 64, "bomb.mha")
     assert _code(ei) == E.IMAGE_TOO_LARGE
     png = bytearray(png_bytes(np.zeros((40, 40), np.uint8)))
-    png[16:24] = struct.pack(">II", 60000, 60000)  # header lies about the size
+    png[16:24] = struct.pack(">II", 60000, 60000)  # header lies about the size, with a valid checksum
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
     with pytest.raises(InputError) as ei:
         read_study_bytes(bytes(png), "big.png")
     assert _code(ei) == E.IMAGE_TOO_LARGE

@@ -72,7 +72,7 @@ def cmd_predict(args) -> int:
     from .io import read_study, write_mask
     from .predictor import Predictor
 
-    volume = read_study(args.file)
+    volume = read_study(args.file, beside=True)
     predictor = Predictor(args.model, args.device)
     pred = predictor.predict(volume)
     if args.mask_out:

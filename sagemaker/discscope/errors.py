@@ -29,6 +29,7 @@ class InputError(DiscScopeError):
 # Codes used with InputError, in one place so clients can rely on them.
 EMPTY_FILE = "EMPTY_FILE"
 TRUNCATED_FILE = "TRUNCATED_FILE"
+CORRUPT_FILE = "CORRUPT_FILE"
 NOT_AN_IMAGE = "NOT_AN_IMAGE"
 UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
 FILE_TOO_LARGE = "FILE_TOO_LARGE"
@@ -38,11 +39,17 @@ UNSUPPORTED_DIMENSIONS = "UNSUPPORTED_DIMENSIONS"
 UNSUPPORTED_PIXEL_TYPE = "UNSUPPORTED_PIXEL_TYPE"
 UNSAFE_ARCHIVE = "UNSAFE_ARCHIVE"
 IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
+INVALID_SPACING = "INVALID_SPACING"
+INVALID_GEOMETRY = "INVALID_GEOMETRY"
+NON_FINITE_VOXELS = "NON_FINITE_VOXELS"
+EXTERNAL_REFERENCE = "EXTERNAL_REFERENCE"
+NO_SPINE_FOUND = "NO_SPINE_FOUND"
 
 INPUT_ERROR_CODES = frozenset(
     {
         EMPTY_FILE,
         TRUNCATED_FILE,
+        CORRUPT_FILE,
         NOT_AN_IMAGE,
         UNSUPPORTED_FORMAT,
         FILE_TOO_LARGE,
@@ -52,8 +59,20 @@ INPUT_ERROR_CODES = frozenset(
         UNSUPPORTED_PIXEL_TYPE,
         UNSAFE_ARCHIVE,
         IMAGE_TOO_SMALL,
+        INVALID_SPACING,
+        INVALID_GEOMETRY,
+        NON_FINITE_VOXELS,
+        EXTERNAL_REFERENCE,
+        NO_SPINE_FOUND,
     }
 )
+
+
+class NoSpineFound(InputError):
+    """The study reads as an image, but the model finds no intervertebral disc in it."""
+
+    code = NO_SPINE_FOUND
+    http_status = 422  # the request was well-formed; its content is not a lumbar spine
 
 
 class ModelError(DiscScopeError):
