@@ -35,6 +35,25 @@ def test_predict_phantom_finds_and_names_discs(predictor, phantom_dir):
     assert set(pred.timings_ms) >= {"segment", "classify", "total"}
 
 
+def test_a_few_nan_voxels_change_nothing_and_no_disc_is_an_error(predictor, phantom_dir):
+    """Non-finite voxels are left out of the normalisation (before, 20 NaN made every voxel NaN and the
+    model found nothing); a study with no disc is NO_SPINE_FOUND, never a success with 0 discs."""
+    from discscope.errors import NoSpineFound
+
+    volume = read_study(find_cases([phantom_dir])[3].image_path)
+    clean = predictor.predict(volume)
+    volume.array.ravel()[np.random.default_rng(5).choice(volume.array.size, 20, replace=False)] = np.nan
+    dirty = predictor.predict(volume)
+    assert np.isfinite(dirty.norm).all()
+    assert [d.level for d in dirty.discs] == [d.level for d in clean.discs] and len(clean.discs) >= 5
+    for a, b in zip(dirty.discs, clean.discs):
+        assert np.abs(np.subtract(a.box, b.box)).max() <= 1
+    volume.array[:] = 7.0  # blank: a volume that reads fine but holds no spine
+    with pytest.raises(NoSpineFound) as ei:
+        predictor.result(volume)
+    assert ei.value.code == "NO_SPINE_FOUND" and ei.value.http_status == 422
+
+
 def test_result_matches_endpoint_contract(predictor, phantom_dir):
     import base64
 

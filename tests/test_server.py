@@ -76,12 +76,25 @@ def test_boto3_runtime_client_and_model_error(runtime, phantom_dir):
      "application/octet-stream", "TRUNCATED_FILE"),
     (b'{"s3_uri": 5}', "application/json", "BAD_REQUEST"),
     (b"{not json", "application/json", "BAD_REQUEST"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", "BAD_REQUEST"),
 ])
 def test_bad_input_is_4xx_and_server_stays_healthy(server, phantom_dir, data, ctype, code):
     status, body = _post(server.url + "/invocations", data, ctype)
     assert status == 400 and body["error_code"] == code and body["message"]
     good = find_cases([phantom_dir])[0].image_path.read_bytes()
     assert _post(server.url + "/invocations", good, "application/octet-stream")[0] == 200
+
+
+def test_no_spine_is_422_through_the_runtime_client(runtime):
+    """A blank volume reads fine; the model finds nothing and says so (the workflow marks it FAILED)."""
+    import numpy as np
+
+    data = (b"ObjectType = Image\nNDims = 3\nDimSize = 64 64 4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n"
+            + np.full(64 * 64 * 4, 9, np.uint8).tobytes())
+    with pytest.raises(runtime.exceptions.ModelError) as ei:
+        runtime.invoke_endpoint(EndpointName="discscope", Body=data, ContentType="application/octet-stream")
+    assert ei.value.response["OriginalStatusCode"] == 422
+    assert json.loads(ei.value.response["OriginalMessage"])["error_code"] == "NO_SPINE_FOUND"
 
 
 def test_oversized_request_refused_before_reading(baseline_model):

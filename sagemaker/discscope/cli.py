@@ -69,12 +69,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from .errors import NoSpineFound
     from .io import read_study, write_mask
     from .predictor import Predictor
 
     volume = read_study(args.file, beside=True)
     predictor = Predictor(args.model, args.device)
     pred = predictor.predict(volume)
+    if not pred.discs:
+        raise NoSpineFound()
     if args.mask_out:
         write_mask(volume, pred.labels, args.mask_out)
     if args.json:
@@ -94,12 +97,12 @@ def cmd_serve(args) -> int:
     from .server import EndpointServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    server = EndpointServer(args.model, args.host, args.port, args.device)
+    server = EndpointServer(args.model, args.host, args.port, args.device).start()
     print(f"serving model {server.model_host.predictor.version} on {server.url} (/ping, /invocations)", flush=True)
     try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        _wait_for_interrupt()
+    finally:
+        server.stop()  # lets a study in flight finish first
     return 0
 
 

@@ -74,6 +74,10 @@ class NoSpineFound(InputError):
     code = NO_SPINE_FOUND
     http_status = 422  # the request was well-formed; its content is not a lumbar spine
 
+    def __init__(self, message: str = "no intervertebral disc was found: the image does not look like a sagittal "
+                                      "lumbar spine MRI"):
+        super().__init__(message)
+
 
 class ModelError(DiscScopeError):
     """The model artifact is missing or malformed."""

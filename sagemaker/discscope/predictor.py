@@ -16,6 +16,7 @@ import torch
 
 from . import detection, render
 from .artifact import load_weights, resolve_model_dir
+from .errors import NoSpineFound
 from .io import Volume
 from .levels import MASK_LEVELS
 from .models import HerniationNet, UNet2D, fuse_for_inference, pick_device
@@ -113,6 +114,8 @@ class Predictor:
     def result(self, volume: Volume, prediction: Prediction | None = None) -> dict:
         """The endpoint's JSON response (DESIGN.md contract) with base64 PNGs and the mask volume."""
         pred = prediction or self.predict(volume)
+        if not pred.discs:
+            raise NoSpineFound()
         t0 = time.perf_counter()
         k = pred.key_slice
         grey = render.to_uint8(pred.norm[k])

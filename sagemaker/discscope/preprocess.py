@@ -12,11 +12,21 @@ PAD_MULTIPLE = 16  # four 2x poolings
 
 
 def normalize(array: np.ndarray) -> np.ndarray:
-    """Robust per-volume scaling to about [0, 1]: MR intensities have no absolute unit."""
+    """Robust per-volume scaling to about [0, 1]: MR intensities have no absolute unit.
+
+    NaN/Inf voxels (a few are allowed through by the readers) are left out of the percentiles and
+    become background (0), so they change nothing else.
+    """
     sample = array[:, ::2, ::2] if array.size > 4_000_000 else array
-    lo, hi = np.percentile(sample, [1.0, 99.5])
+    finite = np.isfinite(sample)
+    if not finite.all():
+        sample = sample[finite]
+    lo, hi = np.percentile(sample, [1.0, 99.5]) if sample.size else (0.0, 0.0)
     scale = hi - lo if hi > lo else 1.0
     out = (array.astype(np.float32) - np.float32(lo)) / np.float32(scale)
+    broken = ~np.isfinite(out)
+    if broken.any():
+        out[broken] = 0.0
     return np.clip(out, 0.0, 2.0, out=out)
 
 

@@ -13,11 +13,10 @@ import logging
 import re
 import threading
 import traceback
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .errors import DiscScopeError, InputError
+from .httpd import JsonHandler, Server
 from .io import DEFAULT_LIMITS, Limits
 from .predictor import Predictor
 from .serving import decode_request, deliver, output_location
@@ -36,6 +35,11 @@ class ModelHost:
         # One study at a time: inference already uses every core (or the whole GPU); queueing
         # bounds memory instead of running N volumes side by side.
         self._infer_lock = threading.Lock()
+        # Requests in flight, so that a shutdown can let them finish: a process that exits while a
+        # thread is inside torch or OpenCV aborts (SIGABRT) instead of exiting.
+        self._active = 0
+        self._closing = False
+        self._idle = threading.Condition()
 
     @property
     def predictor(self) -> Predictor:
@@ -49,44 +53,55 @@ class ModelHost:
         return new.version
 
     def invoke(self, body: bytes, content_type: str | None, custom_attributes: str | None = None) -> dict:
-        output = output_location(body, content_type)
-        volume = decode_request(body, content_type, custom_attributes, limits=self.limits)
-        predictor = self._predictor  # one model version for the whole request, even mid-swap
-        with self._infer_lock:
-            result = predictor.result(volume)
-        return deliver(result, output)
+        with self._idle:
+            if self._closing:
+                raise ShuttingDown()
+            self._active += 1
+        try:
+            output = output_location(body, content_type)
+            volume = decode_request(body, content_type, custom_attributes, limits=self.limits)
+            predictor = self._predictor  # one model version for the whole request, even mid-swap
+            with self._infer_lock:
+                result = predictor.result(volume)
+            return deliver(result, output)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def drain(self, timeout: float = 300.0) -> bool:
+        """Refuse new requests (503: the caller retries elsewhere or later) and wait for those in
+        flight. False if they did not finish in time."""
+        with self._idle:
+            self._closing = True
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+
+class ShuttingDown(DiscScopeError):
+    code = "ENDPOINT_UNAVAILABLE"
+    http_status = 503
+
+    def __init__(self):
+        super().__init__("the endpoint is shutting down; try again")
 
 
 def make_handler(host: ModelHost):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(JsonHandler):
         server_version = "discscope-endpoint"
+        max_body = host.limits.max_bytes
 
         def log_message(self, fmt, *args):  # route access logs through logging, not stderr
             log.debug("%s " + fmt, self.address_string(), *args)
 
         def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, payload, headers)
 
         def _read_body(self) -> bytes | None:
-            length = self.headers.get("Content-Length")
-            if length is None:
-                self._send(HTTPStatus.LENGTH_REQUIRED, {"error_code": "LENGTH_REQUIRED", "message": "Content-Length is required"})
+            if self.headers.get("Content-Length") is None:
+                self.close_connection = True
+                self._send(411, {"error_code": "LENGTH_REQUIRED", "message": "Content-Length is required"})
                 return None
-            size = int(length)
-            if size > host.limits.max_bytes:
-                self.close_connection = True  # do not read a body we will refuse
-                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                           {"error_code": "FILE_TOO_LARGE", "message": f"the request is {size} bytes; the limit is {host.limits.max_bytes}"})
-                return None
-            return self.rfile.read(size)
+            return self.read_body()
 
         def do_GET(self):
             if self.path == "/ping":
@@ -139,8 +154,8 @@ def make_handler(host: ModelHost):
                 version = host.swap(path)
             except DiscScopeError as exc:
                 return self._send(exc.http_status, exc.to_dict())
-            except (ValueError, AttributeError) as exc:
-                return self._send(400, {"error_code": "BAD_REQUEST", "message": str(exc)})
+            except (ValueError, AttributeError, RecursionError) as exc:
+                return self._send(400, {"error_code": "BAD_REQUEST", "message": str(exc)[:200]})
             self._send(200, {"model_version": version})
 
     return Handler
@@ -152,8 +167,7 @@ class EndpointServer:
     def __init__(self, model_path: str | Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None,
                  limits: Limits = DEFAULT_LIMITS):
         self.model_host = ModelHost(model_path, device, limits)
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(self.model_host))
-        self.httpd.daemon_threads = True
+        self.httpd = Server((host, port), make_handler(self.model_host))
         self.thread: threading.Thread | None = None
 
     @property
@@ -166,7 +180,9 @@ class EndpointServer:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_timeout: float = 300.0) -> None:
+        if not self.model_host.drain(drain_timeout):
+            log.warning("stopping with a request still in flight")
         self.httpd.shutdown()
         self.httpd.server_close()
 

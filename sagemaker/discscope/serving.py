@@ -51,7 +51,7 @@ def decode_request(body: bytes, content_type: str | None, custom_attributes: str
     if ctype == JSON:
         try:
             request = json.loads(body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # malformed, not UTF-8, or nested past the parser's depth
             raise InputError("the JSON request body is malformed", "BAD_REQUEST")
         uri = request.get("s3_uri") if isinstance(request, dict) else None
         if not isinstance(uri, str) or not uri.startswith("s3://"):
@@ -74,7 +74,7 @@ def output_location(body: bytes, content_type: str | None) -> Output | None:
         return None
     try:
         uri = json.loads(body or b"{}").get("output_uri")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None  # decode_request reports the malformed body
     if uri is None:
         return None
