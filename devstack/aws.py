@@ -1,4 +1,5 @@
-"""The local AWS: a moto server on 127.0.0.1 and the resources the CDK would create, wired the same way.
+"""The local AWS: moto behind the signature-checking front on 127.0.0.1 (devstack.front) and the
+resources the CDK would create, wired the same way.
 
 Same handler code, same state-machine definition as in AWS; only the Lambda runtime (in-process,
 see lambda_runtime) and the SageMaker runtime (our endpoint server) are stand-ins.
@@ -11,17 +12,18 @@ import json
 import logging
 import os
 import re
-import socket
-import urllib.request
+import secrets
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_api._internal.models import moto_api_backend
 
 from devstack import lambda_runtime
+from devstack.front import AwsFront
+from devstack.sigv4 import Credentials
 from lambdas import api, deploy_model, ingest, retrain_trigger, workflow
 from lambdas.shared.events import ENDPOINT_STATE, FEEDBACK_SAVED, PACKAGE_STATE, PIPELINE_STATUS, SCHEDULED, eventbridge_events
 from lambdas.shared.settings import Settings
@@ -31,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 ASL_PATH = REPO / "step_functions" / "study_workflow.asl.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+API_FUNCTION = "discscope-api"
 
 # function name -> (handler, the ASL substitution it fills)
 WORKFLOW_FUNCTIONS = {
@@ -63,10 +66,9 @@ def reset_clients() -> None:
     deploy_model.default_deps.cache_clear()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def new_credentials() -> Credentials:
+    return Credentials("DEVSTACK" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30), REGION)
+
 
 
 @dataclass
@@ -94,10 +96,12 @@ def render_definition(arns: dict[str, str]) -> str:
 class LocalAws:
     """Start/stop the moto server and provision the stack's resources on it."""
 
-    def __init__(self, port: int | None = None, names: Names | None = None):
-        self.port = port or free_port()
+    def __init__(self, port: int | None = None, names: Names | None = None, credentials: Credentials | None = None):
         self.names = names or Names()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        # The stack's own key pair: the front accepts nothing signed with another.
+        self.credentials = credentials or new_credentials()
+        self.front = AwsFront(self.credentials, Settings.from_env().max_upload_bytes, port=port or 0)
+        self.web_origins: list[str] = []  # origins whose pages may POST uploads and GET artifacts
         self.state_machine_arn = ""
         self.ingest_arn = ""
         self.api_function = ""
@@ -108,13 +112,17 @@ class LocalAws:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.front.url
+
+    @property
+    def port(self) -> int:
+        return self.front.server.server_address[1]
 
     def environment(self, endpoint_url: str | None = None) -> dict[str, str]:
         env = {
             "AWS_ENDPOINT_URL": self.url, "AWS_ENDPOINT_URL_SFN": self.url, "MOTO_PORT": str(self.port),
             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key, "AWS_SECRET_ACCESS_KEY": self.credentials.secret_key,
             "STUDY_BUCKET": self.names.study_bucket, "STUDY_TABLE": self.names.table,
             "IDEMPOTENCY_TABLE": self.names.idempotency_table, "ENDPOINT_NAME": self.names.endpoint,
             "STATE_MACHINE_ARN": self.state_machine_arn,
@@ -139,20 +147,17 @@ class LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         # metrics are off locally (no CloudWatch); powertools still warns on every empty flush
         warnings.filterwarnings("ignore", message="No application metrics to publish")
-        self.server.start()
         # Executing mode keeps its own backend: switch it on before creating state machines.
-        req = urllib.request.Request(f"{self.url}/moto-api/config", method="POST",
-                                     data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req).read()
+        moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+        self.front.start()
         os.environ.update(self.environment(endpoint_url))
         reset_clients()
         return self
 
     def stop(self) -> None:
+        self.front.stop()
         # moto's backends are process-wide: forget everything so a later stack starts clean
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")).read()
-        self.server.stop()
+        moto_api_backend.reset()
 
     # -- provisioning ----------------------------------------------------------------------------
     def provision(self, before_triggers=None) -> None:
@@ -167,7 +172,7 @@ class LocalAws:
         # created after the state machine, so the function's environment knows its ARN
         self.ingest_arn = self._create_function("discscope-ingest", ingest.handler)
         self.connect_uploads()
-        self.api_function = "discscope-api"
+        self.api_function = API_FUNCTION
         self._create_function(self.api_function, api.handler)
         self._create_function(RETRAIN_FUNCTION, self._retrain_handler)
         self._create_function(DEPLOY_FUNCTION, self._deploy_handler)
@@ -210,8 +215,10 @@ class LocalAws:
         s3.create_bucket(Bucket=self.names.model_bucket)
         boto3.client("sagemaker").create_model_package_group(
             ModelPackageGroupName=self.names.package_group, ModelPackageGroupDescription="DiscScope models")
-        s3.put_bucket_cors(Bucket=self.names.study_bucket, CORSConfiguration={"CORSRules": [
-            {"AllowedMethods": ["GET", "POST", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3000}]})
+        if self.web_origins:
+            s3.put_bucket_cors(Bucket=self.names.study_bucket, CORSConfiguration={"CORSRules": [
+                {"AllowedMethods": ["GET", "POST"], "AllowedOrigins": self.web_origins, "AllowedHeaders": ["*"],
+                 "MaxAgeSeconds": 3000}]})
         ddb = boto3.client("dynamodb")
         ddb.create_table(
             TableName=self.names.table, BillingMode="PAY_PER_REQUEST",

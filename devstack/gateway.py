@@ -6,6 +6,11 @@ web page from `web/` plus a generated `config.js` telling the page where the API
 
 The page acts as the stack's named local user (`discscope up --user NAME`), so reviews record who
 saved them, exactly as they record a Cognito user in AWS.
+
+The page gets its local key from `config.js`, so the key must reach the page's own origin and no
+other: `config.js` (like everything here) carries `Cross-Origin-Resource-Policy: same-origin`, and
+a request that Fetch Metadata or its Origin says another page made is refused, as is one whose Host
+is not this server (a DNS-rebinding page). CORS is answered for the page's own origins only.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ import mimetypes
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 from botocore.config import Config
+from discscope.httpd import JsonHandler, Server
 
 from devstack.local_auth import (ACCOUNT, Denied, LocalClient, LocalUser, cognito_authorizer, iam_identity,
                                  verify_sigv4)
@@ -36,8 +41,10 @@ def page_user(name: str) -> LocalUser:
 
 LOCAL_USER = page_user("local-user")  # who the page's local key signs in as, by default
 MAX_BODY = 1024 * 1024  # API bodies are small JSON; uploads go to S3 by presigned POST
-CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token",
-        "Access-Control-Allow-Methods": "GET,POST,OPTIONS"}
+SAME_ORIGIN_ONLY = {"Cross-Origin-Resource-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+                    "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+CORS_HEADERS = {"Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token",
+                "Access-Control-Allow-Methods": "GET,POST,OPTIONS", "Vary": "Origin"}
 
 
 def proxy_event(method: str, path: str, query: str, headers: dict[str, str], body: str | None, source_ip: str,
@@ -65,18 +72,25 @@ class Gateway:
         self.api_function, self.api_key, self.web_root = api_function, api_key, web_root.resolve()
         self.clients = {c.access_key_id: c for c in clients}
         self.user = user
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = Server((host, port), self._handler())
         self._lambda = None
 
     @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.httpd.server_address[0]}:{self.port}"
 
     @property
     def api_url(self) -> str:
         return self.url + API_PREFIX
+
+    @property
+    def origins(self) -> list[str]:
+        """The page's own origins: the only ones that get CORS answers and config.js."""
+        return sorted({f"http://{name}:{self.port}" for name in ("127.0.0.1", "localhost", self.httpd.server_address[0])})
 
     def start(self) -> "Gateway":
         self._lambda = boto3.client("lambda", config=Config(max_pool_connections=64))
@@ -105,72 +119,83 @@ class Gateway:
         raise Denied(401 if "authorization" in headers else 403, "Unauthorized" if "authorization" in headers else "Forbidden")
 
     def config_js(self) -> bytes:
-        config = {"apiUrl": self.api_url, "apiKey": self.api_key, "auth": "api-key"}
+        # the API on the page's own origin, whichever name the page was opened with
+        config = {"apiUrl": API_PREFIX, "apiKey": self.api_key, "auth": "api-key"}
         return f"window.DISCSCOPE_CONFIG = {json.dumps(config)};\n".encode()
 
     def _handler(self):
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(JsonHandler):
+            max_body = MAX_BODY
+            extra_headers = SAME_ORIGIN_ONLY
 
-            def log_message(self, fmt, *args):
-                pass
+            def _from_another_page(self) -> bool:
+                """Fetch Metadata (every current browser sends it) or the Origin names another page.
+                `same-site` is refused too: another port of this host is the same site."""
+                if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+                    return True
+                origin = self.headers.get("Origin")
+                return origin is not None and origin not in gateway.origins
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+            def _cors(self) -> dict[str, str]:
+                origin = self.headers.get("Origin")
+                return CORS_HEADERS | {"Access-Control-Allow-Origin": origin} if origin in gateway.origins else {}
+
+            def _forbidden(self, why: str) -> None:
+                self.send_json(403, {"error_code": "FORBIDDEN", "message": why})
 
             def _api(self, method: str) -> None:
-                url = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self.close_connection = True
-                    return self._send(413, b'{"message": "Request Too Long"}', {"Content-Type": "application/json"} | CORS)
-                raw = self.rfile.read(length) if length else None
-                body = raw.decode("utf-8", "replace") if raw else None
-                headers = {k.lower(): v for k, v in self.headers.items()}
                 if method == "OPTIONS":
-                    return self._send(204, b"", CORS)
+                    return self.send_bytes(204, b"", self._cors()) if self._cors() else self._forbidden("origin not allowed")
+                if self._from_another_page():
+                    return self._forbidden("requests from other web pages are refused")
+                raw = self.read_body()
+                if raw is None:
+                    return
+                url = urlsplit(self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     identity, authorizer = gateway.authenticate(
-                        method, f"http://{headers.get('host', '')}{self.path}", headers, raw, self.client_address[0])
+                        method, f"http://{headers.get('host', '')}{self.path}", headers, raw or None, self.client_address[0])
                 except Denied as exc:
-                    return self._send(exc.status, json.dumps({"message": exc.message}).encode(),
-                                      {"Content-Type": "application/json"} | CORS)
+                    return self.send_json(exc.status, {"message": exc.message}, self._cors())
                 path = unquote(url.path[len(API_PREFIX):]) or "/"
+                body = raw.decode("utf-8", "replace") if raw else None
                 result = gateway.invoke_api(proxy_event(method, path, url.query, headers, body, self.client_address[0],
                                                         identity, authorizer))
                 out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
                 out_headers.setdefault("Content-Type", "application/json")
                 out = (result.get("body") or "").encode()
-                self._send(int(result.get("statusCode", 502)), out, out_headers | CORS)
+                self.send_bytes(int(result.get("statusCode", 502)), out, out_headers | self._cors())
 
             def _static(self) -> None:
                 path = unquote(urlsplit(self.path).path)
                 if path == "/config.js":
-                    return self._send(200, gateway.config_js(), {"Content-Type": "application/javascript", "Cache-Control": "no-store"})
+                    if self._from_another_page():
+                        return self._forbidden("config.js is for this page only")
+                    return self.send_bytes(200, gateway.config_js(), {"Content-Type": "application/javascript",
+                                                                      "Cache-Control": "no-store"})
                 target = (gateway.web_root / path.lstrip("/")).resolve()
                 if path.endswith("/"):
                     target = target / "index.html"
                 inside = target == gateway.web_root or gateway.web_root in target.parents  # no ../ escapes
                 if not inside or not target.is_file():
-                    return self._send(404, b"not found", {"Content-Type": "text/plain"})
+                    return self.send_bytes(404, b"not found", {"Content-Type": "text/plain"})
                 ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-                self._send(200, target.read_bytes(), {"Content-Type": ctype, "Cache-Control": "no-cache"})
+                self.send_bytes(200, target.read_bytes(), {"Content-Type": ctype, "Cache-Control": "no-cache"})
 
             def _route(self, method: str) -> None:
-                if self.path == API_PREFIX or self.path.startswith(API_PREFIX + "/") or self.path.startswith(API_PREFIX + "?"):
+                host = self.headers.get("Host", "")
+                if f"http://{host}" not in gateway.origins:  # DNS rebinding: another name for this server
+                    self.close_connection = True
+                    return self._forbidden(f"unknown host {host[:100]!r}")
+                if self.path == API_PREFIX or self.path.startswith((API_PREFIX + "/", API_PREFIX + "?")):
                     self._api(method)
                 elif method in ("GET", "HEAD"):
                     self._static()
                 else:
-                    self._send(405, b"method not allowed", {"Content-Type": "text/plain"})
+                    self.send_json(405, {"error_code": "METHOD_NOT_ALLOWED", "message": f"{method} is not allowed here"})
 
             def do_GET(self):
                 self._route("GET")
@@ -183,5 +208,14 @@ class Gateway:
 
             def do_OPTIONS(self):
                 self._route("OPTIONS")
+
+            def do_PUT(self):
+                self._route("PUT")
+
+            def do_DELETE(self):
+                self._route("DELETE")
+
+            def do_PATCH(self):
+                self._route("PATCH")
 
         return Handler

@@ -1,9 +1,14 @@
 """Runs Lambda handlers in-process for moto, which would otherwise need Docker.
 
-The one place that touches moto internals: `LambdaFunction._invoke_lambda(self, event=None)` must
-return `(payload_json_text, errored, logs)`. It serves direct invokes, Step Functions tasks, S3
-notifications and SQS event-source mappings alike (moto calls it from its server thread, in this
-process). moto is pinned; tests/test_devstack_lambda_runtime.py fails if the method changes.
+The one place that touches moto internals, twice:
+- `LambdaFunction._invoke_lambda(self, event=None)` must return `(payload_json_text, errored, logs)`.
+  It serves direct invokes, Step Functions tasks, S3 notifications and SQS event-source mappings
+  alike (moto calls it from its server thread, in this process).
+- moto's Step Functions interpreter calls Lambda through `boto_client_for(region, service,
+  state_credentials)`, which signs with a fixed key pair of its own ("ak"/"sk"). The local AWS
+  front accepts the stack's key pair only, so the interpreter's Lambda client is made the way any
+  client here is: from the environment (the front's URL, the stack's credentials).
+moto is pinned; tests/test_workflow.py fails if either changes shape.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import boto3
+from botocore.config import Config
 from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 log = logging.getLogger("devstack.lambda")
 Handler = Callable[[Any, Any], Any]
@@ -26,6 +34,7 @@ _HANDLERS: dict[str, Handler] = {}
 # (powertools' resolver, logger keys) is not shared between concurrent events.
 _LOCKS: dict[str, threading.Lock] = {}
 EXPECTED_PARAMETERS = ["self", "event"]
+INTERPRETER_CLIENT_PARAMETERS = ["region", "service", "state_credentials"]
 
 
 @dataclass
@@ -72,18 +81,29 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
         return json.dumps(payload), True, ""
 
 
+def _interpreter_client(region: str, service: str, state_credentials: Any = None):
+    """The Step Functions interpreter's client, from the environment like every other client here."""
+    return boto3.client(service, region_name=region, config=Config(
+        retries={"max_attempts": 0, "total_max_attempts": 1}, connect_timeout=60, read_timeout=3600))
+
+
 def moto_matches() -> bool:
-    """True while moto's method still has the shape this adapter replaces."""
+    """True while the two moto functions this module replaces still have the shapes it expects."""
     original = getattr(LambdaFunction, "_devstack_original", LambdaFunction._invoke_lambda)
     params = inspect.signature(original).parameters
-    return list(params) == EXPECTED_PARAMETERS and params["event"].default is None
+    client = getattr(lambda_eval_utils, "_devstack_original", lambda_eval_utils.boto_client_for)
+    return (list(params) == EXPECTED_PARAMETERS and params["event"].default is None
+            and list(inspect.signature(client).parameters) == INTERPRETER_CLIENT_PARAMETERS)
 
 
 def install() -> None:
-    """Patch moto (idempotent). Refuses to patch a moto whose method no longer matches."""
+    """Patch moto (idempotent). Refuses to patch a moto whose functions no longer match."""
     if LambdaFunction._invoke_lambda is _invoke_lambda:
         return
     if not moto_matches():
-        raise RuntimeError("moto changed LambdaFunction._invoke_lambda; update devstack.lambda_runtime")
+        raise RuntimeError("moto changed LambdaFunction._invoke_lambda or the Step Functions interpreter's client; "
+                           "update devstack.lambda_runtime")
     LambdaFunction._devstack_original = LambdaFunction._invoke_lambda
     LambdaFunction._invoke_lambda = _invoke_lambda
+    lambda_eval_utils._devstack_original = lambda_eval_utils.boto_client_for
+    lambda_eval_utils.boto_client_for = _interpreter_client

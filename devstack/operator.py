@@ -30,8 +30,9 @@ def connect(state_dir: Path) -> dict:
     if not path.is_file():
         raise StackNotRunning(f"no local stack is running (no {path}): start it with `make up`")
     stack = json.loads(path.read_text())
+    credentials = json.loads((Path(state_dir) / "aws_credentials.json").read_text())
     os.environ.update({"AWS_ENDPOINT_URL": stack["aws_url"], "AWS_DEFAULT_REGION": REGION,
-                       "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"})
+                       "AWS_ACCESS_KEY_ID": credentials["access_key"], "AWS_SECRET_ACCESS_KEY": credentials["secret_key"]})
     api_key = (Path(state_dir) / "api_key").read_text().strip()
     stack["client"] = Client(stack["api_url"], api_key)
     try:

@@ -15,13 +15,13 @@ from pathlib import Path
 import boto3
 
 from cdk import container_code
-from cdk import container_code
-from devstack.aws import REPO, LocalAws
+from devstack.aws import API_FUNCTION, REGION, REPO, LocalAws, new_credentials, reset_clients
 from devstack.gateway import Gateway, page_user
 from devstack.local_auth import LocalClient
 from devstack.pipeline_runner import DEFINITION, LocalPipelineRunner, RunResult, upload_tree
 from devstack.retrain_data import RetrainData
-from devstack.state import StateDir
+from devstack.sigv4 import Credentials
+from devstack.state import DurableState
 from discscope.artifact import pack
 from discscope.server import EndpointServer
 from lambdas.shared.store import StudyStore
@@ -36,21 +36,20 @@ CLIENT_CREDENTIALS = "client_credentials.json"
 
 class LocalStack:
     def __init__(self, model: str | Path, state_dir: Path | None = DEFAULT_STATE, api_port: int = 0,
-                 endpoint_port: int = 0, aws_port: int | None = None, snapshot_every_s: float = 30.0,
+                 endpoint_port: int = 0, aws_port: int | None = None,
                  retrain_data: RetrainData | None = None, pipeline_overrides: dict | None = None,
                  settings: dict[str, str] | None = None, user: str | None = None):
         self.model = model
         self.user = user or local_user()  # who the page and local clients act as
         self.state_dir = Path(state_dir) if state_dir else None
-        self.api_port, self.endpoint_port, self.snapshot_every_s = api_port, endpoint_port, snapshot_every_s
-        self.aws = LocalAws(port=aws_port)
-        self.endpoint: EndpointServer | None = None
-        self.gateway: Gateway | None = None
-        self.state: StateDir | None = None
-        self._saved_env = dict(os.environ)
-        self._stop = threading.Event()
+        self.api_port, self.endpoint_port = api_port, endpoint_port
         self.api_key = self._api_key()  # the page's local key (a Cognito login stands in for it in AWS)
         self.clinical_client = self._clinical_client()  # a clinical system's local IAM credentials
+        self.aws = LocalAws(port=aws_port, credentials=self._aws_credentials())
+        self.endpoint: EndpointServer | None = None
+        self.gateway: Gateway | None = None
+        self.state: DurableState | None = None
+        self._saved_env = dict(os.environ)
         self.work_dir = (self.state_dir or Path(tempfile.mkdtemp(prefix="discscope-stack-"))) / "pipeline"
         self.retrain_data = retrain_data or RetrainData(self.work_dir.parent / "datasets")
         self.runs: dict[str, RunResult] = {}
@@ -62,12 +61,7 @@ class LocalStack:
         """Kept in the state folder so a restart does not invalidate clients' keys."""
         if not self.state_dir:
             return secrets.token_urlsafe(24)
-        path = self.state_dir / "api_key"
-        if not path.is_file():
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(24))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        return _secret_file(self.state_dir / "api_key", lambda: secrets.token_urlsafe(24))
 
     def _clinical_client(self) -> LocalClient:
         """Kept in the state folder, like the page key, so `discscope analyze` can sign requests."""
@@ -81,30 +75,53 @@ class LocalStack:
             path.chmod(0o600)
         return client
 
+    def _aws_credentials(self) -> Credentials:
+        """The local AWS's only key pair (the operator commands read it from the state folder)."""
+        if not self.state_dir:
+            return new_credentials()
+
+        def make() -> str:
+            fresh = new_credentials()
+            return json.dumps({"access_key": fresh.access_key, "secret_key": fresh.secret_key})
+
+        saved = json.loads(_secret_file(self.state_dir / "aws_credentials.json", make))
+        return Credentials(saved["access_key"], saved["secret_key"], REGION)
+
     def start(self) -> "LocalStack":
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         self.endpoint = EndpointServer(self.model, port=self.endpoint_port).start()
+        # bound now (serving later) so the study bucket's CORS can name the page's origin
+        self.gateway = Gateway(API_FUNCTION, self.api_key, REPO / "web", port=self.api_port,
+                               clients=(self.clinical_client,), user=page_user(self.user))
+        self.aws.web_origins = self.gateway.origins
         self.aws.start(endpoint_url=self.endpoint.url)
         os.environ.update(self.settings)
         restored = {}
         if self.state_dir:
             names = self.aws.names
-            self.state = StateDir(self.state_dir, names.study_bucket, [names.table, names.idempotency_table])
-            self.aws.provision(before_triggers=lambda: restored.update(self.state.restore()))
+            self.state = DurableState(self.state_dir, names.study_bucket,
+                                      {names.table: ("pk", "sk"), names.idempotency_table: ("id",)})
+            self.state.connect(boto3.client("s3"), boto3.client("dynamodb"))
+            self.aws.provision(before_triggers=lambda: restored.update(self._restore()))
         else:
             self.aws.provision()
         self.store = StudyStore(boto3.resource("dynamodb").Table(self.aws.names.table))
         self._deploy_initial_model()
         self.aws.start_pipeline, self.aws.switch_endpoint = self._start_pipeline, self._switch_endpoint
         self._resume_unfinished()
-        self.gateway = Gateway(self.aws.api_function, self.api_key, REPO / "web", port=self.api_port,
-                               clients=(self.clinical_client,), user=page_user(self.user)).start()
+        self.gateway.start()
         self._write_stack_file()
-        if self.state and self.snapshot_every_s:
-            threading.Thread(target=self._snapshots, name="snapshots", daemon=True).start()
         if restored.get("items"):
             log.info("restored %s objects and %s items from %s", restored["objects"], restored["items"], self.state_dir)
         return self
+
+    def _restore(self) -> dict[str, int]:
+        """The saved data back into moto, then every later write goes to disk as it happens."""
+        self.aws.front.persisting = False
+        try:
+            return self.state.restore()
+        finally:
+            self.aws.front.state, self.aws.front.persisting = self.state, True
 
     # -- models: what the CDK's inference stack and the deploy Lambda do in AWS -----------------------
     def _deploy_initial_model(self) -> None:
@@ -241,30 +258,17 @@ class LocalStack:
             sfn.start_execution(stateMachineArn=self.aws.state_machine_arn, input=json.dumps(payload),
                                 name=f"{study['study_id']}-resume-{int(time.time())}")
 
-    def _snapshots(self) -> None:
-        while not self._stop.wait(self.snapshot_every_s):
-            try:
-                self.state.save()
-            except Exception as exc:  # a failed snapshot must not stop the stack
-                log.warning("snapshot failed: %s", exc)
-
     def stop(self) -> None:
-        self._stop.set()
         self.wait_for_runs(timeout=0)
         if self.state_dir:
             (self.state_dir / "stack.json").unlink(missing_ok=True)
-        if self.state:
-            try:
-                saved = self.state.save()
-                log.info("saved %s objects and %s items to %s", saved["objects"], saved["items"], self.state_dir)
-            except Exception as exc:
-                log.warning("could not save state: %s", exc)
-        for part in (self.gateway, self.endpoint):
+        for part in (self.gateway, self.endpoint):  # the endpoint lets a study in flight finish
             if part:
                 part.stop()
         self.aws.stop()
         os.environ.clear()
         os.environ.update(self._saved_env)
+        reset_clients()
 
     def __enter__(self):
         return self.start()
@@ -300,6 +304,16 @@ def sync_folder(folder: Path, bucket: str, prefix: str) -> None:
     for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
         if f"{prefix}{path.name}" not in held:
             s3.upload_file(str(path), bucket, f"{prefix}{path.name}")
+
+
+def _secret_file(path: Path, make) -> str:
+    """A value kept in a file only this user can read, made on first use."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make())
+    return path.read_text().strip()
 
 
 def _exists(describe, **kwargs) -> bool:

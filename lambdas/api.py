@@ -1,8 +1,8 @@
 """The REST API (API Gateway proxy integration), on powertools' resolver.
 
 Routes: POST /studies, GET /studies, GET /studies/{id}, POST /studies/{id}/corrections,
-POST /studies/{id}/accept, GET /models/current. Bodies are validated with powertools parser
-models; every error is JSON `{"error_code", "message"}`. Authentication happens in front of this
+POST /studies/{id}/accept, POST /studies/{id}/retry, GET /models/current. Bodies are validated with
+powertools parser models; every error is JSON `{"error_code", "message"}`. Authentication happens in front of this
 function (API Gateway: IAM for clinical systems, Cognito for people; the local gateway builds the
 same request context). The caller (shared.identity) decides which studies it may create, list, read
 and review (shared.access), and is recorded as the reviewer of each saved review.
@@ -15,7 +15,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -23,13 +23,15 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
 from botocore.config import Config
-from pydantic import Field, field_validator
+from botocore.exceptions import ClientError
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from lambdas.shared import access, keys, yolo
 from lambdas.shared.identity import Caller, Unauthenticated, caller_from_event, display_name
 from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
-from lambdas.shared.store import REVIEWED, SUCCEEDED, StaleVersion, StudyStore, TransitionError, now_iso
+from lambdas.shared.store import (FAILED, REVIEWED, SUCCEEDED, UPLOADED, StaleVersion, StudyStore, TransitionError,
+                                  now_iso)
 from lambdas.shared.worklist import WorklistQuery, disc_summary
 
 logger, tracer, metrics = tools("api")
@@ -51,10 +53,14 @@ class ApiError(Exception):
 # --- request models ----------------------------------------------------------------------------
 
 
+# Strict: "10" is not a number and "yes" is not a boolean; NaN and infinity are not coordinates.
+Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
 class CreateStudy(BaseModel):
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str = "application/octet-stream"
-    size: int = Field(gt=0)
+    filename: StrictStr = Field(min_length=1, max_length=255)
+    content_type: StrictStr = "application/octet-stream"
+    size: StrictInt = Field(gt=0)
 
     @field_validator("content_type")
     @classmethod
@@ -66,11 +72,11 @@ class CreateStudy(BaseModel):
 
 
 class DiscIn(BaseModel):
-    box: list[float] = Field(min_length=4, max_length=4)
+    box: list[Coordinate] = Field(min_length=4, max_length=4)
     level: Literal["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
-    herniated: bool = False
+    herniated: StrictBool = False
     # the model's disc (index into the study's discs) this box came from; none for a drawn box
-    model_disc: int | None = Field(default=None, ge=0, lt=64)
+    model_disc: StrictInt | None = Field(default=None, ge=0, lt=64)
 
     @field_validator("box")
     @classmethod
@@ -89,11 +95,11 @@ class Corrections(BaseModel):
     discs: list[DiscIn] = Field(max_length=12)
     other_discs: list[OtherDiscIn] = Field(default_factory=list, max_length=4)
     # the review version the reviewer saw (0: none); a save on any other version is refused
-    base_version: int = Field(default=0, ge=0)
+    base_version: StrictInt = Field(default=0, ge=0)
 
 
 class Acceptance(BaseModel):
-    base_version: int = Field(default=0, ge=0)
+    base_version: StrictInt = Field(default=0, ge=0)
 
 
 # --- dependencies ------------------------------------------------------------------------------
@@ -167,9 +173,7 @@ def list_studies(params: dict[str, str | None], caller: Caller, deps: Deps) -> d
         query = WorklistQuery.from_params(params)
     except ValueError as exc:
         raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-    start = _decode_cursor(params["cursor"]).get("offset", 0) if params.get("cursor") else 0
-    if not isinstance(start, int) or start < 0:
-        raise ApiError(400, "BAD_CURSOR", "the cursor is not one this API returned")
+    start = _decode_cursor(params["cursor"]) if params.get("cursor") else 0
     window, truncated = deps.store.list_window(owner, query.since, query.until)
     ordered = query.arrange(window)
     end = start + int(raw)
@@ -243,6 +247,34 @@ def _stale(exc: StaleVersion) -> ApiError:
                      "latest": {k: latest[k] for k in ("version", "kind", "created_at", "reviewer") if k in latest}})
 
 
+def retry_study(study_id: str, deps: Deps, caller: Caller) -> dict:
+    """Run a FAILED study again on its stored upload. The upload is copied onto itself, which is a new
+    write of the object: S3 sends a new event (new sequencer), so ingest starts a new execution."""
+    study = _study(study_id, deps, caller)
+    if study["status"] != FAILED:
+        raise ApiError(409, "NOT_FAILED", f"study is {study['status']}; only a FAILED study is run again")
+    bucket, key = deps.settings.study_bucket, study["upload_key"]
+    try:
+        head = deps.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            raise ApiError(409, "UPLOAD_MISSING", "the study's upload is not stored: create a new study") from None
+        raise
+    try:  # one re-run at a time: a second click finds the study UPLOADED already
+        deps.store.transition(study_id, UPLOADED, rerun_at=now_iso(), previous_error=study.get("error_code"))
+    except TransitionError as exc:
+        raise ApiError(409, "NOT_FAILED", str(exc)) from None
+    try:
+        deps.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                            MetadataDirective="REPLACE", ContentType=head.get("ContentType", "application/octet-stream"),
+                            Metadata={"rerun-at": now_iso()})
+    except ClientError:  # no new event will come: the study is FAILED as it was
+        deps.store.mark_failed(study_id, study.get("error_code") or "RERUN_FAILED", study.get("message") or "")
+        raise
+    metrics.add_metric(name="StudiesRerun", unit=MetricUnit.Count, value=1)
+    return {"study_id": study_id, "status": UPLOADED}
+
+
 def current_model(deps: Deps) -> dict:
     model = deps.store.current_model()
     if not model:
@@ -280,13 +312,14 @@ def _encode_cursor(key: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> dict:
+def _decode_cursor(cursor: str) -> int:
+    """The position a cursor this API returned holds; BAD_CURSOR for anything else."""
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if isinstance(value, dict):
-            return value
-    except (ValueError, binascii.Error):
-        pass
+    except (ValueError, binascii.Error, RecursionError):
+        value = None
+    if isinstance(value, dict) and set(value) == {"offset"} and type(value["offset"]) is int and value["offset"] >= 0:
+        return value["offset"]
     raise ApiError(400, "BAD_CURSOR", "the cursor is not one this API returned")
 
 
@@ -296,7 +329,7 @@ def _decode_cursor(cursor: str) -> dict:
 def _json_body() -> Any:
     try:
         return app.current_event.json_body
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ApiError(400, "BAD_REQUEST", "the request body is not valid JSON") from None
 
 
@@ -338,6 +371,12 @@ def _accept(study_id: str) -> dict:
     logger.append_keys(study_id=study_id)
     body = _json_body() if app.current_event.body else None
     return save_feedback(study_id, "accept", body, _caller(), default_deps(), display_name(app.current_event.raw_event))
+
+
+@app.post("/studies/<study_id>/retry")
+def _retry(study_id: str) -> Response:
+    logger.append_keys(study_id=study_id)
+    return Response(202, "application/json", json.dumps(retry_study(study_id, default_deps(), _caller())))
 
 
 @app.get("/models/current")

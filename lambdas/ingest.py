@@ -42,10 +42,17 @@ def upload_records(event: dict) -> list[dict]:
             logger.info("ignoring object outside uploads/", extra={"key": raw_key})
             continue
         study_id, filename = parsed
+        obj = s3.get("object", {})
         out.append({"bucket": s3["bucket"]["name"], "key": f"{keys.UPLOADS}{study_id}/{filename}", "study_id": study_id,
-                    "filename": filename, "size": int(s3.get("object", {}).get("size", 0)),
-                    "sequencer": s3.get("object", {}).get("sequencer", "")})
+                    "filename": filename, "size": int(obj.get("size", 0)), "sequencer": object_version(record)})
     return out
+
+
+def object_version(record: dict) -> str:
+    """What tells this write of the object from an earlier one, while a redelivery of the same event
+    repeats it: S3's sequencer. The local stand-in sends none; its event time (ms) and ETag do the job."""
+    obj = record.get("s3", {}).get("object", {})
+    return obj.get("sequencer") or f"{record.get('eventTime', '')}/{obj.get('eTag', '')}/{obj.get('versionId', '')}"
 
 
 def execution_name(record: dict) -> str:

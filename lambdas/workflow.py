@@ -21,13 +21,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambdas.shared import keys
 from lambdas.shared.observability import tools
 from lambdas.shared.settings import Settings
-from lambdas.shared.sniff import SniffError, sniff
+from lambdas.shared.sniff import SNIFF_BYTES, SniffError, sniff
 from lambdas.shared.store import PROCESSING, SUCCEEDED, StudyStore, TransitionError
 from lambdas.shared.worklist import disc_summary
 
 logger, tracer, metrics = tools("workflow")
 
-SNIFF_BYTES = 1024
 # The endpoint's result as it is kept (result.json, the study record). The review fields are newer
 # than some models: an older result lacks them, and a missing field is left out, not stored empty.
 RESULT_FIELDS = ("model_version", "slice_index", "image_size", "num_slices", "spacing_mm", "discs", "slices",
@@ -78,7 +77,7 @@ def default_deps() -> Deps:
 
 def validate(event: dict, deps: Deps) -> dict:
     study_id, bucket, key = event["study_id"], event["bucket"], event["key"]
-    filename = key.rsplit("/", 1)[-1]
+    filename = key.rsplit("/", 1)[-1]  # upload.<known extension>: a hint for the sniffer, no user name
     try:
         head = deps.s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -87,9 +86,9 @@ def validate(event: dict, deps: Deps) -> dict:
         raise TransientError("S3_ERROR", str(exc)) from None
     size = int(head["ContentLength"])
     if size == 0:
-        raise InputRejected("EMPTY_FILE", f"{filename} is empty")
+        raise InputRejected("EMPTY_FILE", "the upload is empty")
     if size > deps.settings.max_upload_bytes:
-        raise InputRejected("FILE_TOO_LARGE", f"{filename} is {size} bytes; the limit is {deps.settings.max_upload_bytes}")
+        raise InputRejected("FILE_TOO_LARGE", f"the upload is {size} bytes; the limit is {deps.settings.max_upload_bytes}")
     first = deps.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SNIFF_BYTES - 1}")["Body"].read()
     try:
         kind = sniff(first, filename)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 from discscope.levels import YOLO_CLASSES
 
@@ -39,12 +41,14 @@ def test_yolo_rejects_unknown_level_and_empty_box():
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("scan.nii.gz", "scan.nii.gz"), ("../../etc/passwd", "passwd"), ("C:\\dir\\x.mha", "x.mha"),
-    ("Ülçer scan (1).zip", "Ulcer_scan_1.zip"), ("", "study"), ("..", "study"), ("名前.png", "study.png"),
-    ("x" * 300 + ".mha", "x" * 100 + ".mha"),
+    ("scan.nii.gz", "upload.nii.gz"), ("patient.2024-01-15.series3.nii.gz", "upload.nii.gz"),
+    ("Doe^Jane 1970-01-01.MHA", "upload.mha"), ("../../etc/passwd", "upload"), ("C:\\dir\\x.mha", "upload.mha"),
+    ("Ülçer scan (1).zip", "upload.zip"), ("", "upload"), ("..", "upload"), ("名前.png", "upload.png"),
+    ("x" * 300 + ".jpeg", "upload.jpeg"), ("series.tar.gz", "upload.gz"), ("scan.mha.exe", "upload"),
 ])
-def test_safe_filename(name, expected):
-    assert keys.safe_filename(name) == expected
+def test_upload_keys_carry_the_study_id_and_a_known_extension_only(name, expected):
+    sid = keys.new_study_id()
+    assert keys.upload_key(sid, name) == f"uploads/{sid}/{expected}"
 
 
 def test_upload_keys_parse_url_encoded_events():
@@ -96,11 +100,15 @@ def test_list_recent_is_newest_first_paginates_and_keeps_to_its_owner(study_stor
     assert study_store.feedback(ids[0])[0]["kind"] == "correction"
 
 
+_NIFTI_HEADER = (348).to_bytes(4, "little") + bytes(340) + b"n+1\0" + bytes(4)
 SNIFF_SAMPLES = [
     (b"PK\x03\x04" + b"\0" * 100, "a.zip"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "a.png"), (b"\xff\xd8\xff\xe0" + b"\0" * 100, "a.jpg"),
     (b"ObjectType = Image\nElementDataFile = LOCAL\n", "a.mha"), (b"NDims = 3\nElementDataFile = a.raw\n", "a.mhd"),
     (b"II*\x00" + b"\0" * 100, "a.tif"), (b"GIF89a" + b"\0" * 100, "a.gif"), (b"\0" * 128 + b"DICM" + b"\0" * 10, "a.dcm"),
     (b"plain text, renamed\n" * 5, "a.png"), (bytes(range(256)), "a.bin"),
+    (gzip.compress(_NIFTI_HEADER), "upload.nii.gz"), (gzip.compress(_NIFTI_HEADER), "upload"),
+    (gzip.compress(_NIFTI_HEADER), "patient.2024-01-15.series3.nii.gz"), (gzip.compress(b"tar" * 400), "a.nii.gz"),
+    (_NIFTI_HEADER, "upload"), (b"Comment = hi\n" + b"NDims = 3\n" * 200 + b"ElementDataFile = /etc/services\n", "x.mha"),
 ]
 
 

@@ -10,11 +10,11 @@ from discscope.dataset import find_cases
 
 
 def test_state_survives_a_restart(baseline_model, tmp_path, phantom_dir):
-    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as first:
+    with LocalStack(baseline_model, state_dir=tmp_path) as first:
         c = Client(first.gateway.api_url, first.api_key)
         done = c.analyze(find_cases([phantom_dir])[4].image_path, timeout=180)
         key = first.api_key
-    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as second:
+    with LocalStack(baseline_model, state_dir=tmp_path) as second:
         assert second.api_key == key
         c = Client(second.gateway.api_url, second.api_key)
         back = c.study(done["study_id"])
@@ -31,7 +31,7 @@ def test_restart_with_unfinished_studies(baseline_model, tmp_path, phantom_dir):
     from devstack.gateway import LOCAL_GROUP
     from lambdas.shared import keys
 
-    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as first:
+    with LocalStack(baseline_model, state_dir=tmp_path) as first:
         c = Client(first.gateway.api_url, first.api_key)
         never = c.create_study("never.mha", 100, "application/octet-stream")["study_id"]
         pending = keys.new_study_id()
@@ -42,7 +42,7 @@ def test_restart_with_unfinished_studies(baseline_model, tmp_path, phantom_dir):
                                                                  NotificationConfiguration={})
         boto3.client("s3").put_object(Bucket=first.aws.names.study_bucket, Key=key,
                                       Body=find_cases([phantom_dir])[0].image_path.read_bytes())
-    with LocalStack(baseline_model, state_dir=tmp_path, snapshot_every_s=0) as second:
+    with LocalStack(baseline_model, state_dir=tmp_path) as second:
         c = Client(second.gateway.api_url, second.api_key)
         assert c.wait(pending, timeout=120)["status"] == "SUCCEEDED"
         assert c.study(never)["status"] == "UPLOADED"
@@ -58,7 +58,7 @@ def test_a_promoted_model_serves_again_after_a_restart(baseline_model, tmp_path)
 
     weights, metadata = load_weights(baseline_model)
     promoted = save_model_dir(tmp_path / "promoted", weights, metadata | {"version": "promoted-v2"})
-    with LocalStack(baseline_model, state_dir=tmp_path / "state", snapshot_every_s=0) as first:
+    with LocalStack(baseline_model, state_dir=tmp_path / "state") as first:
         boto3.client("s3").upload_file(str(pack(promoted, tmp_path / "m.tar.gz")), first.aws.names.model_bucket, "cand/model.tar.gz")
         sm = boto3.client("sagemaker")
         arn = sm.create_model_package(
@@ -70,6 +70,6 @@ def test_a_promoted_model_serves_again_after_a_restart(baseline_model, tmp_path)
         resp = boto3.client("lambda").invoke(FunctionName="discscope-deploy-model", Payload=json.dumps(event).encode())
         assert json.loads(resp["Payload"].read())[0]["complete"] is True
         assert first.endpoint.model_host.predictor.version == "promoted-v2"
-    with LocalStack(baseline_model, state_dir=tmp_path / "state", snapshot_every_s=0) as second:
+    with LocalStack(baseline_model, state_dir=tmp_path / "state") as second:
         assert second.endpoint.model_host.predictor.version == "promoted-v2"
         assert Client(second.gateway.api_url, second.api_key).current_model()["model_version"] == "promoted-v2"

@@ -75,7 +75,7 @@ def _wait_for_version(client: Client, version: str, timeout: float = 30) -> dict
 
 
 def _stack(model: Path, data: RetrainData, overrides: dict) -> LocalStack:
-    return LocalStack(model, state_dir=None, snapshot_every_s=0, retrain_data=data, pipeline_overrides=overrides,
+    return LocalStack(model, state_dir=None, retrain_data=data, pipeline_overrides=overrides,
                       settings={"RETRAIN_MIN_FEEDBACK": str(FEEDBACK_STUDIES), "RETRAIN_APPROVAL": "auto"}).start()
 
 
@@ -136,7 +136,7 @@ def test_manual_approval_waits_for_discscope_approve(untrained_classifier_model,
     from devstack import operator
 
     state = tmp_path / "state"
-    stack = LocalStack(untrained_classifier_model, state_dir=state, snapshot_every_s=0, retrain_data=retrain_data,
+    stack = LocalStack(untrained_classifier_model, state_dir=state, retrain_data=retrain_data,
                        pipeline_overrides={"ClsIters": 150, "InitWeights": "scratch", "MinSensitivity": 0.0},
                        settings={"RETRAIN_APPROVAL": "manual", "RETRAIN_MIN_FEEDBACK": "100"}).start()
     try:

@@ -26,7 +26,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def stack(baseline_model, tmp_path_factory):
-    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state"), snapshot_every_s=0, user="alice") as s:
+    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state"), user="alice") as s:
         yield s
 
 

@@ -62,6 +62,7 @@ ROUTES = {
     "/studies/{study_id}": ["GET"],
     "/studies/{study_id}/corrections": ["POST"],
     "/studies/{study_id}/accept": ["POST"],
+    "/studies/{study_id}/retry": ["POST"],
     "/models/current": ["GET"],
 }
 
@@ -118,9 +119,10 @@ class ApiWebStack(cdk.Stack):
         self.add_stack_dependency(storage)
         bucket = settings.bucket_ref(self, "studies", storage.data_key)
         for statement in (
-            # feedback YOLO text; presigned POST of uploads; presigned GET of results
+            # feedback YOLO text; presigned POST of uploads (and a retry's copy of one onto itself);
+            # presigned GET of results
             allow(["s3:PutObject"], [bucket.arn_for_objects("feedback/*"), bucket.arn_for_objects("uploads/*")]),
-            allow(["s3:GetObject"], [bucket.arn_for_objects("results/*")]),
+            allow(["s3:GetObject"], [bucket.arn_for_objects("results/*"), bucket.arn_for_objects("uploads/*")]),
             table_statement(storage, ["GetItem", "PutItem", "UpdateItem", "Query"], index=True),
             kms_use(storage.data_key, "s3", "dynamodb"),
             allow(["events:PutEvents"], [f"arn:{self.partition}:events:{self.region}:{self.account}:event-bus/default"],

@@ -1,9 +1,8 @@
-"""S3 keys and study ids (DESIGN.md contracts), and the sanitising of user-supplied file names."""
+"""S3 keys and study ids: uploads are keyed by study id and a known extension, never by the user's file name."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from urllib.parse import unquote_plus
 
@@ -13,8 +12,10 @@ CORRECTED = "feedback/user_corrected_labels/"
 INITIAL = "feedback/initial_model_predictions/"
 RESULT_FILES = ("result.json", "preview.png", "mask.png", "overlay.png", "mask.mha", "slices.jpg", "slices_mask.png")
 
+# Extensions the study readers know, longest match first (.nii.gz before .gz)
+UPLOAD_EXTENSIONS = (".nii.gz", ".mha", ".mhd", ".nii", ".zip", ".png", ".jpeg", ".jpg", ".dcm", ".gz")
+
 _STUDY_ID = re.compile(r"^[0-9a-f]{32}$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def new_study_id() -> str:
@@ -25,20 +26,17 @@ def is_study_id(value: str) -> bool:
     return bool(_STUDY_ID.match(value or ""))
 
 
-def safe_filename(name: str, max_length: int = 100) -> str:
-    """A file name that is safe as one S3 key segment: no directories, no traversal, ASCII only.
+def upload_extension(filename: str) -> str:
+    """The one part of a user's file name an S3 key may carry: a known extension (`.nii.gz` whole).
 
-    Keeps the extension (`.nii.gz` included) because the format sniffing may use it.
+    The name itself can hold a patient's name, so it stays in the study record only.
     """
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    stem, _, ext = _UNSAFE.sub("_", base).partition(".")
-    stem, ext = stem.strip("._")[:max_length] or "study", ext.strip("._")[:16]
-    return f"{stem}.{ext}" if ext else stem
+    lower = (filename or "").strip().lower()
+    return next((ext for ext in UPLOAD_EXTENSIONS if lower.endswith(ext)), "")
 
 
 def upload_key(study_id: str, filename: str) -> str:
-    return f"{UPLOADS}{study_id}/{safe_filename(filename)}"
+    return f"{UPLOADS}{study_id}/upload{upload_extension(filename)}"
 
 
 def parse_upload_key(raw_key: str) -> tuple[str, str] | None:

@@ -1,7 +1,7 @@
 """The DynamoDB study table: `pk = STUDY#{id}`, `sk = META | FEEDBACK#{iso time}`.
 
 Status moves UPLOADED -> PROCESSING -> SUCCEEDED | FAILED -> REVIEWED; a FAILED study may be run
-again (PROCESSING) after the cause is fixed. Transitions are conditional writes, so two workers
+again (UPLOADED by a retry, or PROCESSING when a fixed file arrives). Transitions are conditional writes, so two workers
 cannot move one study along different paths.
 
 Reviews are versioned: each saved correction or acceptance is a new FEEDBACK item with the next
@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 UPLOADED, PROCESSING, SUCCEEDED, FAILED, REVIEWED = "UPLOADED", "PROCESSING", "SUCCEEDED", "FAILED", "REVIEWED"
 ALLOWED_FROM = {
+    UPLOADED: (FAILED,),  # queued again by POST /studies/{id}/retry
     PROCESSING: (UPLOADED, FAILED, PROCESSING),
     SUCCEEDED: (PROCESSING,),
     FAILED: (UPLOADED, PROCESSING, FAILED),
