@@ -58,7 +58,9 @@ EVENT_RULES = {
 
 
 def reset_clients() -> None:
-    """Forget cached boto3 clients of the Lambda modules (they are built against one endpoint)."""
+    """Forget cached boto3 clients of the Lambda modules (they are built against one endpoint) and
+    boto3's default session (it keeps the credentials it first read)."""
+    boto3.DEFAULT_SESSION = None
     workflow.default_deps.cache_clear()
     ingest._clients.cache_clear()
     api.default_deps.cache_clear()
