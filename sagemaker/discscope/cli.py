@@ -196,13 +196,19 @@ def status_printer():
 
 
 def cmd_analyze(args) -> int:
-    from .client import ApiError
+    from .client import ApiError, Unreachable
 
     print(f"analysing {args.file} via {args.api}", file=sys.stderr)
     try:
         study = _client(args).analyze(args.file, timeout=args.timeout, on_status=status_printer())
     except ApiError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except Unreachable as exc:
+        print(f"error: the API did not answer ({exc}); is the stack running (`make up`)?", file=sys.stderr)
+        return 2
+    except (OSError, TimeoutError) as exc:  # the file itself, or a study that takes too long
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(study, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -19,9 +20,10 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REVIEWED")
+RETRY_STATUSES = (502, 503, 504)  # the gateway or the service is restarting or overloaded
 
 
 class ApiError(Exception):
@@ -53,6 +55,16 @@ def multipart(fields: dict[str, str], filename: str, data: bytes, content_type: 
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+class Unreachable(ConnectionError):
+    """The API (or the upload URL) did not answer, after retries."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """Nothing was sent: safe to retry any request."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, ConnectionRefusedError)
+
+
 def region_of(api_url: str) -> str | None:
     """The region in an execute-api URL (https://ID.execute-api.REGION.amazonaws.com/STAGE)."""
     match = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", api_url)
@@ -66,6 +78,8 @@ class Client:
     timeout: float = 60.0
     credentials: Any = None  # botocore Credentials: requests are SigV4-signed
     region: str = "us-east-1"
+    retries: int = 4  # transient failures (refused or reset connections, timeouts, 502/503/504)
+    backoff: float = 0.5  # seconds before the first retry, doubling
 
     @classmethod
     def for_aws(cls, api_url: str, timeout: float = 60.0) -> "Client":
@@ -92,13 +106,34 @@ class Client:
         SigV4Auth(self.credentials, "execute-api", self.region).add_auth(request)
         return dict(request.headers.items())
 
+    def _send(self, build: Callable[[], urllib.request.Request], timeout: float, idempotent: bool) -> bytes:
+        """The response body; retries what may pass (each try built anew: a fresh signature),
+        raises HTTPError for an answer, Unreachable when nothing answers."""
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            req = build()
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    return resp.read()
+            except urllib.error.HTTPError as err:
+                if last or err.code not in RETRY_STATUSES or not idempotent:
+                    raise
+                err.read()
+            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+                if last or not (idempotent or _refused(exc)):
+                    raise Unreachable(f"{req.full_url.split('?')[0]}: {getattr(exc, 'reason', exc)}") from None
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         url = self.api_url.rstrip("/") + path
-        req = urllib.request.Request(url, data=data, headers=self._headers(method, url, data), method=method)
+
+        def build() -> urllib.request.Request:
+            return urllib.request.Request(url, data=data, headers=self._headers(method, url, data), method=method)
+
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"{}")
+            return json.loads(self._send(build, self.timeout, idempotent=method == "GET") or b"{}")
         except urllib.error.HTTPError as err:
             try:
                 detail = json.loads(err.read() or b"{}")
@@ -111,10 +146,12 @@ class Client:
 
     def upload(self, upload: dict, filename: str, data: bytes, content_type: str) -> None:
         body, ctype = multipart(upload["fields"], filename, data, content_type)
-        req = urllib.request.Request(upload["url"], data=body, headers={"Content-Type": ctype}, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout * 5) as resp:
-                resp.read()
+
+        def build() -> urllib.request.Request:
+            return urllib.request.Request(upload["url"], data=body, headers={"Content-Type": ctype}, method="POST")
+
+        try:  # the same form again writes the same object: safe to retry
+            self._send(build, self.timeout * 5, idempotent=True)
         except urllib.error.HTTPError as err:
             raise ApiError(err.code, "UPLOAD_FAILED", err.read()[:500].decode(errors="replace")) from None
 
