@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import gzip
 import io
 import json
 import os

@@ -30,13 +30,17 @@ MAX_BODY_SLACK = 1024 * 1024  # form fields around the largest upload
 DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
+class FrontRequestHandler(MotoRequestHandler):
+    timeout = 60  # a client that stops sending frees its thread
+
+
 class AwsFront:
     def __init__(self, credentials: Credentials, max_upload_bytes: int, host: str = "127.0.0.1", port: int = 0):
         self.credentials, self.max_body = credentials, max_upload_bytes + MAX_BODY_SLACK
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.state: DurableState | None = None
         self.persisting = True
-        self.server = make_server(host, port, self.app, threaded=True, request_handler=MotoRequestHandler)
+        self.server = make_server(host, port, self.app, threaded=True, request_handler=FrontRequestHandler)
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -16,7 +16,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 from urllib.parse import quote, unquote
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -314,5 +313,3 @@ def check_conditions(conditions: list, values: dict[str, str], file_size: int) -
             raise Denied(400, "InvalidPolicyDocument", f"unknown policy condition {json.dumps(condition)[:100]}")
     return covered
 
-
-Authenticator = Callable[[Request], Verified]

@@ -45,6 +45,23 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="module")
+def stack(baseline_model, tmp_path_factory):
+    """The whole local stack, as `make up` runs it, one per test module that asks for it."""
+    from devstack.stack import LocalStack
+
+    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    """The clinical client of that stack's REST API."""
+    from discscope.client import Client
+
+    return Client(stack.gateway.api_url, stack.api_key)
+
+
 @pytest.fixture
 def study_store():
     """The study table (with its list index) in moto, wrapped in the Lambdas' StudyStore."""

@@ -21,17 +21,6 @@ from lambdas.shared import keys, yolo
 
 
 @pytest.fixture(scope="module")
-def stack(baseline_model, tmp_path_factory):
-    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(stack) -> Client:
-    return Client(stack.gateway.api_url, stack.api_key)
-
-
-@pytest.fixture(scope="module")
 def analysed(client, phantom_dir) -> dict:
     return client.analyze(find_cases([phantom_dir])[0].image_path, timeout=180)
 

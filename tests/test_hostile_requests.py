@@ -20,23 +20,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devstack.stack import LocalStack
 from discscope.client import ApiError, Client, multipart
 from discscope.dataset import find_cases
 from lambdas.shared import keys
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def stack(baseline_model, tmp_path_factory):
-    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(stack) -> Client:
-    return Client(stack.gateway.api_url, stack.api_key)
 
 
 @pytest.fixture(scope="module")

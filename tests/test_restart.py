@@ -73,3 +73,31 @@ def test_a_promoted_model_serves_again_after_a_restart(baseline_model, tmp_path)
     with LocalStack(baseline_model, state_dir=tmp_path / "state") as second:
         assert second.endpoint.model_host.predictor.version == "promoted-v2"
         assert Client(second.gateway.api_url, second.api_key).current_model()["model_version"] == "promoted-v2"
+
+
+def test_a_state_folder_from_the_snapshot_days_is_converted(baseline_model, tmp_path):
+    """Before write-through, .devstack held periodic snapshots: s3/<bucket>/<key> files and one
+    JSON-lines file per table. They are read once into the new layout; nothing is lost."""
+    import json
+
+    import boto3
+
+    from lambdas.shared import keys
+
+    sid = keys.new_study_id()
+    upload = f"uploads/{sid}/scan.mha"
+    (tmp_path / "s3" / "discscope-studies" / "uploads" / sid).mkdir(parents=True)
+    (tmp_path / "s3" / "discscope-studies" / upload).write_bytes(b"old bytes")
+    (tmp_path / "dynamodb").mkdir()
+    item = {"pk": {"S": f"STUDY#{sid}"}, "sk": {"S": "META"}, "study_id": {"S": sid}, "status": {"S": "FAILED"},
+            "filename": {"S": "scan.mha"}, "upload_key": {"S": upload}, "error_code": {"S": "NOT_AN_IMAGE"},
+            "message": {"S": "old"}, "created_at": {"S": "2026-01-01T00:00:00.000Z"},
+            "updated_at": {"S": "2026-01-01T00:00:00.000Z"}, "gsi1pk": {"S": "STUDY"},
+            "gsi1sk": {"S": f"2026-01-01T00:00:00.000Z#{sid}"}}
+    (tmp_path / "dynamodb" / "discscope-studies.jsonl").write_text(json.dumps(item) + "\n")
+    for _ in range(2):  # converted the first time, read from the new layout the second
+        with LocalStack(baseline_model, state_dir=tmp_path) as stack:
+            c = Client(stack.gateway.api_url, stack.api_key)
+            assert c.study(sid)["error_code"] == "NOT_AN_IMAGE"
+            assert boto3.client("s3").get_object(Bucket="discscope-studies", Key=upload)["Body"].read() == b"old bytes"
+    assert (tmp_path / "snapshot-before-write-through" / "dynamodb").is_dir()
