@@ -199,7 +199,8 @@ def run_child(path: Path, model: str, warm: Path, pythonpath: str | None = None,
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if not lines:  # out of memory under the cap, or an abort
         tail = (err.strip().splitlines() or ["?"])[-1]
-        answer = f"over {memory_gb:.0f} GB cap" if memory_gb and ("alloc" in tail or "Memory" in tail) else "crashed"
+        answer = (f"over {memory_gb:.0f} GB cap" if memory_gb and ("alloc" in tail or "Memory" in tail)
+                  else f"crashed: {tail[:30]}")
         return {"answer": answer, "seconds": time.time() - ready, "peak_mb": float("nan"), "error": tail[:80]}
     return json.loads(lines[-1])
 

@@ -249,7 +249,9 @@ def verify_post(req: Request, bucket: str, creds: Credentials, now: datetime) ->
     form = parse_form(req.body, req.header("content-type") or "")
     values: dict[str, str] = {}
     for name, value in form.fields:
-        values.setdefault(name.lower(), value)
+        if name.lower() in values:  # which one would the store use? (e.g. two `key` fields)
+            raise Denied(400, "InvalidArgument", f"the form field {name!r} appears twice")
+        values[name.lower()] = value
     for required in ("policy", "x-amz-signature", "x-amz-credential", "x-amz-algorithm", "x-amz-date", "key"):
         if required not in values:
             raise Denied(400, "InvalidArgument", f"Bucket POST must contain a field named '{required}'")
