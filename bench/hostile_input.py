@@ -84,9 +84,11 @@ def make_files(folder: Path) -> dict[str, tuple[Path, str]]:
     files["mha_negative_spacing"] = (mha({"ElementSpacing": "-1 1 1"}, pixels), "negative spacing")
     files["mha_model_grid"] = (mha({"DimSize": "256 256 512", "ElementSpacing": "4 4 1", "CompressedData": "True"},
                                    zlib.compress(bytes(256 * 256 * 512), 1)), "plausible 4 mm pixels, 512 slices of 1 m")
-    files["mha_external_after_1k"] = (mha({f"Comment{i}": "x" * 60 for i in range(20)} | {"ElementDataFile": secret}, b""),
+    # sized so that the server file fills the image: what the old reader showed as the preview's pixels
+    fits = {"DimSize": f"64 {os.path.getsize(secret) // 64} 1", "ElementDataFile": secret}
+    files["mha_external_after_1k"] = (mha({f"Comment{i}": "x" * 60 for i in range(20)} | fits, b""),
                                       "ElementDataFile after the first KiB names a server file")
-    raw_header = mha({"ElementDataFile": secret}, b"")
+    raw_header = mha(fits, b"")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("a.mhd", raw_header)
@@ -100,7 +102,7 @@ def make_files(folder: Path) -> dict[str, tuple[Path, str]]:
     files["mha_truncated_header"] = (mha({}, pixels)[:120], "header cut before ElementDataFile")
     nan = np.full(64 * 256 * 256, np.nan, np.float32).tobytes()
     files["mha_all_nan"] = (mha({"DimSize": "256 256 64", "ElementType": "MET_FLOAT"}, nan), "16 MB of NaN")
-    files["nii_gz_1gib"] = (gz_stream([(nifti_header((512, 512, 512), 64, 64), 1), (bytes(1 << 20), 8)]),
+    files["nii_gz_1gib"] = (gz_stream([(nifti_header((512, 512, 512), 64, 64), 1), (bytes(1 << 20), 1024)]),
                             "1 MB .nii.gz whose header says 1 GiB of float64 (was 151 s, +2.3 GB)")
     small = nifti_header((256, 256, 8), 2, 8)
     files["nii_gz_trailing_256mb"] = (gz_stream([(small, 1), (bytes(256 * 256 * 8), 1), (bytes(1 << 20), 256)]),

@@ -2,10 +2,10 @@
 
 Routes: POST /studies, GET /studies, GET /studies/{id}, POST /studies/{id}/corrections,
 POST /studies/{id}/accept, POST /studies/{id}/retry, GET /models/current. Bodies are validated with
-powertools parser models; every error is JSON `{"error_code", "message"}`. Authentication happens in front of this
-function (API Gateway: IAM for clinical systems, Cognito for people; the local gateway builds the
-same request context). The caller (shared.identity) decides which studies it may create, list, read
-and review (shared.access), and is recorded as the reviewer of each saved review.
+powertools parser models; every error is JSON `{"error_code", "message"}`. Authentication happens in
+front of this function (API Gateway: IAM for clinical systems, Cognito for people; the local gateway
+builds the same request context). The caller (shared.identity) decides which studies it may create,
+list, read and review (shared.access), and is recorded as the reviewer of each saved review.
 """
 
 from __future__ import annotations
