@@ -430,10 +430,10 @@ def test_iam_for_systems_cognito_for_people_validation_logs_throttling(t):
     assert len(resources(a, "AWS::ApiGateway::RequestValidator")) == 2
     methods = [m["Properties"] for m in resources(a, "AWS::ApiGateway::Method").values()
                if m["Properties"]["HttpMethod"] != "OPTIONS"]
-    assert len(methods) == 12  # six routes on each API
+    assert len(methods) == 14  # seven routes on each API
     iam = [m for m in methods if m.get("AuthorizationType") == "AWS_IAM"]
     cognito = [m for m in methods if m.get("AuthorizationType") == "COGNITO_USER_POOLS"]
-    assert len(iam) == 6 and len(cognito) == 6
+    assert len(iam) == 7 and len(cognito) == 7
     assert not any(m.get("ApiKeyRequired") for m in methods)
     assert all(m.get("RequestValidatorId") for m in methods)
     assert all(m["Integration"]["Type"] == "AWS_PROXY" for m in methods)

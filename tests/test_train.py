@@ -37,7 +37,7 @@ def test_sagemaker_training_script(tmp_path, phantom_dir):
     subprocess.run([sys.executable, str(REPO / "sagemaker" / "train.py")], env=env, check=True, timeout=600)
     model = tmp_path / "model"
     assert (model / "model.pt").is_file() and (model / "metadata.json").is_file()
-    assert (model / "code" / "inference.py").is_file() and (model / "code" / "discscope" / "io.py").is_file()
+    assert (model / "code" / "inference.py").is_file() and (model / "code" / "discscope" / "io" / "registry.py").is_file()
     assert (tmp_path / "output" / "training_curves.png").is_file()
 
 
