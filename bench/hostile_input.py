@@ -103,7 +103,7 @@ def make_files(folder: Path) -> dict[str, tuple[Path, str]]:
     nan = np.full(64 * 256 * 256, np.nan, np.float32).tobytes()
     files["mha_all_nan"] = (mha({"DimSize": "256 256 64", "ElementType": "MET_FLOAT"}, nan), "16 MB of NaN")
     files["nii_gz_1gib"] = (gz_stream([(nifti_header((512, 512, 512), 64, 64), 1), (bytes(1 << 20), 1024)]),
-                            "1 MB .nii.gz whose header says 1 GiB of float64 (was 151 s, +2.3 GB)")
+                            "a .nii.gz expanding to 1 GiB of float64 (a 1 MB one was 151 s, +2.3 GB)")
     small = nifti_header((256, 256, 8), 2, 8)
     files["nii_gz_trailing_256mb"] = (gz_stream([(small, 1), (bytes(256 * 256 * 8), 1), (bytes(1 << 20), 256)]),
                                       "valid 512 KB image, then 256 MB more in the gzip stream")
