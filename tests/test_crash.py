@@ -105,12 +105,14 @@ def test_sigkill_loses_nothing_acknowledged_and_sigterm_exits_cleanly(tmp_path, 
     stop = threading.Event()
 
     def hammer():
-        i = 0
+        i, version = 0, 0
         while not stop.is_set():
             i += 1
             try:
                 acked["created"].append(c.create_study(f"h{i}.mha", 10, "application/octet-stream")["study_id"])
-                c.correct(a, [{"box": [10, 20, 60 + i % 50, 32], "level": "L4-L5", "herniated": i % 2 == 0}])
+                saved = c.correct(a, [{"box": [10, 20, 60 + i % 50, 32], "level": "L4-L5", "herniated": i % 2 == 0}],
+                                  base_version=version)
+                version = saved["version"]
                 acked["corrections"] += 1
             except (ApiError, OSError):
                 return  # the stack is gone: what was not answered was not acknowledged
