@@ -78,9 +78,12 @@ def test_nobody_listening(tmp_path, capsys):
         client.current_model()
     study = tmp_path / "scan.mha"
     study.write_bytes(b"x" * 100)
-    code = cli.main(["analyze", str(study), "--api", f"http://127.0.0.1:{port}/api", "--api-key", "k", "--timeout", "5"])
+    (tmp_path / "client_credentials.json").write_text(json.dumps(
+        {"name": "local-clinical-system", "access_key_id": "AKIALOCALTEST", "secret_access_key": "s"}))
+    api = ["--api", f"http://127.0.0.1:{port}/api", "--state", str(tmp_path)]
+    code = cli.main(["analyze", str(study), *api, "--timeout", "5"])
     err = capsys.readouterr().err
     assert code == 2 and "did not answer" in err and "Traceback" not in err
-    code = cli.main(["analyze", str(tmp_path / "missing.mha"), "--api", f"http://127.0.0.1:{port}/api"])
+    code = cli.main(["analyze", str(tmp_path / "missing.mha"), *api])
     err = capsys.readouterr().err
     assert code == 2 and "missing.mha" in err and "Traceback" not in err

@@ -99,7 +99,7 @@ def test_sigv4_signatures_are_checked():
 def stack(baseline_model, tmp_path_factory):
     from devstack.stack import LocalStack
 
-    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state"), snapshot_every_s=0) as s:
+    with LocalStack(baseline_model, state_dir=tmp_path_factory.mktemp("state")) as s:
         yield s
 
 
