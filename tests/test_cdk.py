@@ -329,7 +329,8 @@ EXPECTED_RESOURCES = {
                                    **{a: [DATA_KEY] for a in KMS_WRITE},
                                    "states:StartExecution": [r"<StudyWorkflow\w+>"], "sqs:SendMessage": [r"<IngestDLQ\w+\.Arn>"]},
     "ApiRole": FUNCTION_BASE | {"s3:PutObject": [re.escape(STUDIES + "feedback/*"), re.escape(STUDIES + "uploads/*")],
-                                "s3:GetObject": [re.escape(STUDIES + "results/*")],
+                                # results: presigned GETs; uploads: a retry copies the upload onto itself
+                                "s3:GetObject": [re.escape(STUDIES + "results/*"), re.escape(STUDIES + "uploads/*")],
                                 **{f"dynamodb:{a}": [TABLE, TABLE + "/index/by_created"] for a in ("GetItem", "PutItem", "UpdateItem", "Query")},
                                 **{a: [DATA_KEY] for a in KMS_WRITE},
                                 "events:PutEvents": [re.escape(f"arn:{P}:events:{R}:{A}:event-bus/default")]},

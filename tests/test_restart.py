@@ -82,6 +82,7 @@ def test_a_state_folder_from_the_snapshot_days_is_converted(baseline_model, tmp_
 
     import boto3
 
+    from devstack.gateway import LOCAL_GROUP
     from lambdas.shared import keys
 
     sid = keys.new_study_id()
@@ -93,7 +94,7 @@ def test_a_state_folder_from_the_snapshot_days_is_converted(baseline_model, tmp_
             "filename": {"S": "scan.mha"}, "upload_key": {"S": upload}, "error_code": {"S": "NOT_AN_IMAGE"},
             "message": {"S": "old"}, "created_at": {"S": "2026-01-01T00:00:00.000Z"},
             "updated_at": {"S": "2026-01-01T00:00:00.000Z"}, "gsi1pk": {"S": "STUDY"},
-            "gsi1sk": {"S": f"2026-01-01T00:00:00.000Z#{sid}"}}
+            "gsi1sk": {"S": f"2026-01-01T00:00:00.000Z#{sid}"}, "owner": {"S": f"group:{LOCAL_GROUP}"}}
     (tmp_path / "dynamodb" / "discscope-studies.jsonl").write_text(json.dumps(item) + "\n")
     for _ in range(2):  # converted the first time, read from the new layout the second
         with LocalStack(baseline_model, state_dir=tmp_path) as stack:
